@@ -1,0 +1,1 @@
+"""Sandboxes for running model-written code."""

@@ -1,0 +1,1 @@
+"""Tool packs: code execution (sandboxed), commerce, text."""

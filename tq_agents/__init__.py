@@ -1,0 +1,62 @@
+"""tq-agents: typed multi-agent workflows on a local Qwen model.
+
+The import is light: torch, transformers, docker and openai load only when a backend that needs
+them is used.
+"""
+
+from tq_agents.errors import (
+    AgentTurnError,
+    ConfigError,
+    ModelError,
+    ModelRequestError,
+    ModelUnavailableError,
+    ReplayDivergenceError,
+    RunError,
+    RunNotFoundError,
+    SandboxError,
+    SandboxUnavailableError,
+    StoreError,
+    ToolDefinitionError,
+    TQError,
+    TransientModelError,
+    UserError,
+    WorkflowValidationError,
+)
+from tq_agents.models.base import (
+    ChatMessage,
+    ChatModel,
+    ChatRequest,
+    ChatResponse,
+    StreamDelta,
+    ToolCall,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentTurnError",
+    "ChatMessage",
+    "ChatModel",
+    "ChatRequest",
+    "ChatResponse",
+    "ConfigError",
+    "ModelError",
+    "ModelRequestError",
+    "ModelUnavailableError",
+    "ReplayDivergenceError",
+    "RunError",
+    "RunNotFoundError",
+    "SandboxError",
+    "SandboxUnavailableError",
+    "StoreError",
+    "StreamDelta",
+    "TQError",
+    "ToolCall",
+    "ToolDefinitionError",
+    "TransientModelError",
+    "Usage",
+    "UserError",
+    "WorkflowValidationError",
+    "__version__",
+]

@@ -1,0 +1,180 @@
+"""The one model interface: ``ChatModel`` with OpenAI-shaped ``ChatRequest`` / ``ChatResponse``.
+
+Every backend (scripted, in-process Qwen, OpenAI-compatible server, replay) implements ``ChatModel``.
+The core (agent, scheduler) only ever sees these types.
+
+Shapes follow OpenAI's chat API with two deliberate differences:
+
+* tool-call ``arguments`` are always a **mapping** (never a JSON string) — Qwen's templates need a
+  mapping, and a string would be double-encoded;
+* ``reasoning_content`` (Qwen3's ``<think>`` text) is kept apart from ``content``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatMessage",
+    "ChatModel",
+    "ChatRequest",
+    "ChatResponse",
+    "FinishReason",
+    "MalformedToolCall",
+    "StreamDelta",
+    "StreamingChatModel",
+    "ToolCall",
+    "ToolChoice",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]
+ToolChoice = str
+"""``"auto"`` (default), ``"required"``, ``"none"``, or the name of one tool that must be called."""
+
+
+class ToolCall(BaseModel):
+    """One tool call made by the model."""
+
+    model_config = ConfigDict(frozen=False)
+
+    id: str = Field(description="Call id, unique within the response (e.g. 'call_0').")
+    name: str = Field(description="Name of the tool to call.")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Arguments as a mapping.")
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI shape, with ``arguments`` kept as a mapping (see module docstring)."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+class MalformedToolCall(BaseModel):
+    """A tool call the model tried to make that could not be used. Shown back to the model."""
+
+    index: int = Field(description="0-based position of the call among the calls in the completion.")
+    raw: str = Field(description="The raw text of the call as the model wrote it.")
+    reason: str = Field(description="Why it was refused, in words fit to show the model.")
+    name: str | None = Field(default=None, description="Tool name, if one could be read.")
+
+
+class ChatMessage(BaseModel):
+    """One chat message in OpenAI shape."""
+
+    role: Role
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = Field(default=None, description="For role='tool': the call answered.")
+    name: str | None = Field(default=None, description="For role='tool': the tool's name.")
+    reasoning_content: str | None = Field(default=None, description="Qwen3 <think> text, apart from content.")
+
+    def to_openai(self) -> dict[str, Any]:
+        """A plain dict as accepted by ``tq_agents.models.qwen.render`` and OpenAI-style servers."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.reasoning_content is not None:
+            out["reasoning_content"] = self.reasoning_content
+        return out
+
+
+class Usage(BaseModel):
+    """Token counts of one model call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = Field(default=0, description="Prompt tokens served from a prefix cache.")
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+        )
+
+
+class ChatRequest(BaseModel):
+    """One request to a chat model."""
+
+    messages: list[ChatMessage]
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='OpenAI-shaped tool schemas: {"type": "function", "function": {name, description, parameters}}.',
+    )
+    tool_choice: ToolChoice = "auto"
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description='OpenAI-shaped: {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+    )
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    enable_thinking: bool | None = Field(default=None, description="Qwen3 only; None = template default.")
+    priority: int = Field(default=0, description="Higher is admitted first by engines that queue requests.")
+    agent: str | None = Field(default=None, description="Name of the agent making the request, if any.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def tool_names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.tools]
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        return [m.to_openai() for m in self.messages]
+
+
+class ChatResponse(BaseModel):
+    """The model's answer to one ``ChatRequest``."""
+
+    message: ChatMessage = Field(description="role='assistant': content, reasoning, tool calls.")
+    finish_reason: FinishReason = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    raw_text: str | None = Field(default=None, description="The completion text before parsing, if known.")
+    tool_call_errors: list[MalformedToolCall] = Field(
+        default_factory=list, description="Calls the model attempted that could not be parsed or validated."
+    )
+
+
+class StreamDelta(BaseModel):
+    """One piece of a streamed response: new text, or (last) the whole response."""
+
+    text: str = ""
+    token_ids: list[int] = Field(default_factory=list)
+    response: ChatResponse | None = Field(default=None, description="Set on the final delta only.")
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What every model backend implements. One method; async; never returns partial state on error.
+
+    Errors are raised as ``tq_agents.errors.ModelError`` subclasses: ``TransientModelError`` for
+    failures worth retrying, ``ModelRequestError``/``ModelUnavailableError`` for the rest.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@runtime_checkable
+class StreamingChatModel(ChatModel, Protocol):
+    """A ``ChatModel`` that can also stream tokens. The last delta carries the full ``ChatResponse``."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]: ...
+
+
+def tool_schema_map(tools: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Map tool name → its ``function`` object (name, description, parameters)."""
+    return {t["function"]["name"]: t["function"] for t in tools}

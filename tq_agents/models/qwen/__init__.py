@@ -1,0 +1,1 @@
+"""Qwen formats: render, parse, tokenizer, tiny checkpoint."""

@@ -1,0 +1,1 @@
+"""Ready roles: planner, coder, translator, reviewer, support."""

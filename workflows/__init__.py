@@ -1,0 +1,1 @@
+"""Named, built-in workflows."""
