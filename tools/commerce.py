@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from tq_agents._tool import Tool
 
 __all__ = [
     "EscalationTicket",
@@ -27,6 +31,7 @@ __all__ = [
     "ProductInfo",
     "RefundDecision",
     "Shop",
+    "commerce_tools",
     "default_shop_path",
 ]
 
@@ -337,3 +342,62 @@ class Shop:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def commerce_tools(shop: Shop | None = None) -> list[Tool]:
+    """The support agent's tools over ``shop``: get_order, search_products, refund_policy, request_refund, escalate."""
+    from tq_agents._tool import tool
+
+    s = shop if shop is not None else Shop()
+
+    @tool
+    def get_order(order_id: str) -> dict[str, Any]:
+        """Look up an order: status, expected delivery date, carrier, tracking number, items.
+
+        Args:
+            order_id: The order id, e.g. "A1001".
+        """
+        info = s.get_order(order_id)
+        if info is None:
+            return {"found": False, "order_id": order_id, "message": f"no order with id {order_id!r}"}
+        return {"found": True, **info.model_dump()}
+
+    @tool
+    def search_products(query: str) -> list[dict[str, Any]]:
+        """Search the product catalogue by English or Chinese name; returns price and stock.
+
+        Args:
+            query: Words from the product name, e.g. "keyboard" or "耳机".
+        """
+        return [p.model_dump() for p in s.search_products(query)]
+
+    @tool
+    def refund_policy(language: str = "en") -> str:
+        """The shop's refund policy text.
+
+        Args:
+            language: "en" or "zh".
+        """
+        return s.policy("refund", language)
+
+    @tool
+    def request_refund(order_id: str, reason: str) -> dict[str, Any]:
+        """Ask for a refund of an order; the shop's policy decides and the answer says why.
+
+        Args:
+            order_id: The order id, e.g. "A1002".
+            reason: The customer's reason, in a few words.
+        """
+        return s.request_refund(order_id, reason).model_dump()
+
+    @tool
+    def escalate(reason: str, summary: str) -> dict[str, Any]:
+        """Hand the case to a human support agent (damaged goods, lost parcel, disputes, anything unsolved).
+
+        Args:
+            reason: Why a human is needed, in a few words.
+            summary: A short summary of the case for the human agent.
+        """
+        return s.escalate(reason, summary).model_dump()
+
+    return [get_order, search_products, refund_policy, request_refund, escalate]

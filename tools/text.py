@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from tq_agents._tool import Tool
 
 __all__ = [
     "DEFAULT_GLOSSARY",
@@ -21,6 +25,7 @@ __all__ = [
     "find_placeholders",
     "glossary_lookup",
     "placeholder_report",
+    "text_tools",
 ]
 
 LANGUAGE_NAMES: dict[str, str] = {
@@ -197,3 +202,35 @@ def glossary_lookup(
         elif source_lang == "zh" and target_lang == "en" and zh in text:
             hits.append(GlossaryHit(source_term=zh, target_term=en, source_lang="zh", target_lang="en"))
     return hits
+
+
+def text_tools(glossary: Mapping[str, str] | None = None) -> list[Tool]:
+    """The translator's tools: ``glossary`` (terms to use) and ``check_placeholders``."""
+    from tq_agents._tool import tool
+
+    terms = dict(glossary) if glossary is not None else dict(DEFAULT_GLOSSARY)
+
+    @tool(name="glossary")
+    def glossary_tool(text: str, source_language: str, target_language: str) -> list[dict[str, str]]:
+        """Glossary terms that occur in the text, with the translation that must be used for each.
+
+        Args:
+            text: The source text.
+            source_language: Language code of the source, e.g. "zh".
+            target_language: Language code of the translation, e.g. "en".
+        """
+        hits = glossary_lookup(text, source_language, target_language, terms)
+        return [{"term": h.source_term, "use": h.target_term} for h in hits]
+
+    @tool
+    def check_placeholders(source: str, translation: str) -> dict[str, Any]:
+        """Check that every placeholder, code span and URL of the source is kept verbatim in the translation.
+
+        Args:
+            source: The source text.
+            translation: The translated text.
+        """
+        rep = placeholder_report(source, translation)
+        return {**rep.model_dump(), "message": rep.describe()}
+
+    return [glossary_tool, check_placeholders]
