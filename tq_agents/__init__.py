@@ -4,6 +4,7 @@ The import is light: torch, transformers, docker and openai load only when a bac
 them is used.
 """
 
+from tq_agents._tool import Tool, ToolError, ToolResult, tool
 from tq_agents.errors import (
     AgentTurnError,
     ConfigError,
@@ -21,6 +22,20 @@ from tq_agents.errors import (
     TransientModelError,
     UserError,
     WorkflowValidationError,
+)
+from tq_agents.messages import (
+    CodeResult,
+    Escalation,
+    FinalReport,
+    Message,
+    Plan,
+    PlanStep,
+    Review,
+    ReviewIssue,
+    SupportReply,
+    TextMessage,
+    Translation,
+    UserInput,
 )
 from tq_agents.models.base import (
     ChatMessage,
@@ -40,23 +55,39 @@ __all__ = [
     "ChatModel",
     "ChatRequest",
     "ChatResponse",
+    "CodeResult",
     "ConfigError",
+    "Escalation",
+    "FinalReport",
+    "Message",
     "ModelError",
     "ModelRequestError",
     "ModelUnavailableError",
+    "Plan",
+    "PlanStep",
     "ReplayDivergenceError",
+    "Review",
+    "ReviewIssue",
     "RunError",
     "RunNotFoundError",
     "SandboxError",
     "SandboxUnavailableError",
     "StoreError",
     "StreamDelta",
+    "SupportReply",
     "TQError",
+    "TextMessage",
+    "Tool",
     "ToolCall",
     "ToolDefinitionError",
+    "ToolError",
+    "ToolResult",
     "TransientModelError",
+    "Translation",
     "Usage",
     "UserError",
+    "UserInput",
     "WorkflowValidationError",
     "__version__",
+    "tool",
 ]
