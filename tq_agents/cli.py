@@ -1,18 +1,32 @@
 """The `tq` command line (typer + rich).
 
-Exit codes: 0 done, 1 run failed or budget hit, 2 usage error. Errors print one readable line plus a
-hint, never a traceback (unless ``--debug``).
+```
+tq list                                  workflows tq can see (built-ins, ./workflows/*.py, --file)
+tq show NAME [--mermaid]                 a workflow's nodes and edges, or its Mermaid diagram
+tq run NAME --input TEXT|@FILE           run it, with a live view; --json prints one JSON object
+tq runs                                  runs in the store
+tq resume RUN_ID                         finish a run that crashed or was interrupted
+tq replay RUN_ID                         re-execute a run from its recorded model outputs; report divergence
+tq model tiny PATH                       write a tiny random-weight Qwen checkpoint (smoke tests)
+tq serve --model M                       OpenAI-compatible HTTP server over the local engine
+```
+
+Model: ``--model`` or ``$TQ_MODEL``, default ``Qwen/Qwen2.5-1.5B-Instruct``. Store: ``--store`` or
+``$TQ_STORE``, default ``~/.local/share/tq-agents/runs.db``. Exit codes: 0 done, 1 run failed or budget
+hit, 2 usage error. Errors print one readable line plus a hint, never a traceback (unless ``--debug``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tq_agents.errors import UserError
+from tq_agents._cli_model import DEFAULT_MODEL, default_store_path
+from tq_agents.errors import ConfigError, UserError
 
 app = typer.Typer(
     name="tq",
@@ -26,6 +40,30 @@ app.add_typer(model_app, name="model")
 
 _state = {"debug": False}
 
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store", envvar="TQ_STORE", help="Run store (SQLite file). Default: ~/.local/share/tq-agents/runs.db"
+    ),
+]
+FileOpt = Annotated[Path | None, typer.Option("--file", "-f", help="Load workflows from this Python file too.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="TQ_MODEL",
+        help=f"Hub id, local checkpoint path, or scripted:SCRIPT.json (tests). Default: {DEFAULT_MODEL}",
+        show_default=False,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server (vLLM, Ollama, tq serve), e.g. http://h:8000/v1"),
+]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="TQ_API_KEY", help="API key for --base-url.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the live view.")]
+
 
 @app.callback()
 def _root(
@@ -34,12 +72,118 @@ def _root(
     _state["debug"] = debug
 
 
+def _store_path(store: Path | None) -> Path:
+    return store if store is not None else default_store_path()
+
+
 @app.command()
 def version() -> None:
     """Print the tq-agents version."""
     from tq_agents import __version__
 
     typer.echo(__version__)
+
+
+@app.command("list")
+def list_workflows(file: FileOpt = None) -> None:
+    """List the workflows tq can run: built-ins, ./workflows/*.py and --file."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tq_agents.workflows import available
+
+    table = Table("name", "description", "source", box=None, header_style="bold")
+    for entry in sorted(available(file=file).values(), key=lambda e: e.name):
+        table.add_row(entry.name, entry.description, entry.source)
+    Console().print(table)
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="Workflow name (see `tq list`).")],
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Print a Mermaid flowchart.")] = False,
+    file: FileOpt = None,
+) -> None:
+    """Show a workflow's nodes and edges (or its Mermaid diagram)."""
+    from tq_agents._cli_run import describe_workflow
+
+    typer.echo(describe_workflow(name, file=file, mermaid=mermaid))
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Workflow name (see `tq list`).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="The input text, or @FILE to read it from a file.")],
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    max_turns: Annotated[int | None, typer.Option("--max-turns", min=1, help="Stop after this many turns.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget for the run.")] = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", min=0.001, help="Wall-clock budget, seconds.")] = None,
+    file: FileOpt = None,
+) -> None:
+    """Run a workflow by name, with a live view of nodes, turns, tokens/s and tool calls."""
+    from tq_agents._cli_run import run_command
+
+    text = _read_input(input)
+    code = run_command(
+        name,
+        text,
+        model=model or DEFAULT_MODEL,
+        base_url=base_url,
+        api_key=api_key,
+        store=_store_path(store),
+        json_out=json_out,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        deadline=deadline,
+        file=file,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def runs(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many, newest first.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the runs in the store, newest first."""
+    from tq_agents._cli_run import runs_command
+
+    runs_command(_store_path(store), limit=limit, json_out=json_out)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `tq runs`).")],
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Finish a run that crashed or was interrupted: completed turns are not re-run."""
+    from tq_agents._cli_run import resume_command
+
+    code = resume_command(
+        run_id, _store_path(store), model=model, base_url=base_url, api_key=api_key, json_out=json_out
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `tq runs`).")],
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-execute a finished run with its recorded model outputs; report the first divergence."""
+    from tq_agents._cli_run import replay_command
+
+    raise typer.Exit(replay_command(run_id, _store_path(store), json_out=json_out))
 
 
 @model_app.command("tiny")
@@ -69,40 +213,54 @@ def serve(
     _serve(model=model, host=host, port=port, dtype=dtype)
 
 
+def _read_input(value: str) -> str:
+    if value.startswith("@"):
+        p = Path(value[1:]).expanduser()
+        try:
+            return p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read --input file {p}: {e.strerror or e}", hint="pass @PATH of a readable text file"
+            ) from None
+    if not value.strip():
+        raise ConfigError("--input is empty", hint='pass the text, e.g. --input "Where is my order A1001?"')
+    return value
+
+
 def _fail(err: BaseException, code: int) -> None:
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    message = getattr(err, "message", None) or str(err)
+    first = message.splitlines()[0] if message else type(err).__name__
     sys.stderr.write(f"error: {first}\n")
     hint = getattr(err, "hint", None)
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
+    elif code == 1 and not isinstance(err, UserError):
+        sys.stderr.write("hint: run again with --debug for the full traceback\n")
     raise SystemExit(code)
 
 
-def main() -> None:
-    """Console-script entry point: runs the typer app and maps errors to exit codes."""
-    debug = "--debug" in sys.argv
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the typer app and maps errors to exit codes (0 / 1 / 2)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("TQ_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        app(args=args, prog_name="tq", standalone_mode=False)
     except typer.Exit as e:
         raise SystemExit(e.exit_code) from None
     except typer.Abort:
         sys.stderr.write("aborted\n")
         raise SystemExit(1) from None
-    except Exception as e:  # one readable line, never a traceback
-        import click
-
-        if isinstance(e, click.UsageError):
-            e.show()
-            raise SystemExit(2) from None
-        if isinstance(e, click.ClickException):
-            e.show()
-            raise SystemExit(e.exit_code) from None
-        if debug:
-            raise
-        _fail(e, 2 if isinstance(e, UserError) else 1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    except typer.TyperException as e:  # click's UsageError & co. (typer vendors click)
+        e.show()  # type: ignore[attr-defined]
+        code = getattr(e, "exit_code", 2)
+        raise SystemExit(2 if code not in (0, 1) else code) from None
+    except Exception as e:  # one readable line, never a traceback
+        if debug:
+            raise
+        _fail(e, 2 if isinstance(e, UserError) else 1)
 
 
 __all__ = ["app", "main"]
