@@ -67,7 +67,7 @@ _STOPWORDS: dict[str, frozenset[str]] = {
 # Placeholders that must survive translation byte for byte.
 _PLACEHOLDER_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\{\{[^{}\n]+\}\}"),  # {{ jinja }}
-    re.compile(r"(?<!\{)\{[A-Za-z_][A-Za-z0-9_.\[\]]*(?::[^{}\n]*)?\}(?!\})"),  # {order_id} / {n:.2f}
+    re.compile(r"(?<!\{)\{[^\W\d][\w.\[\]]*(?::[^{}\n]*)?\}(?!\})"),  # {order_id} / {n:.2f}
     re.compile(r"%\([A-Za-z_][A-Za-z0-9_]*\)[sdif]|%[sdif]"),  # printf
     re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"),  # ${VAR}
     re.compile(r"<[A-Za-z][A-Za-z0-9]*\s*/?>|</[A-Za-z][A-Za-z0-9]*>"),  # simple tags
