@@ -1,0 +1,251 @@
+"""Engine behaviour on a real (random-weight) Qwen2 model: batching, prefix cache, cancellation, priorities."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from tq_agents.errors import ModelRequestError
+from tq_agents.models._engine import GenerationResult, SamplingParams
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _hf_greedy(model, prompt: list[int], n: int) -> list[int]:
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, len(prompt) :].tolist()
+
+
+def _run(handles) -> list[GenerationResult]:
+    async def main():
+        return [await h.result() for h in handles]
+
+    return asyncio.run(main())
+
+
+def test_single_request_matches_hf_generate(make_engine, tiny_model, rand_prompt):
+    eng = make_engine(max_batch_size=2, prefill_chunk=16)
+    prompt = rand_prompt(40, seed=1)  # 40 tokens with chunk 16: three prefill chunks
+    res = eng.submit(prompt, SamplingParams(max_new_tokens=12)).wait(60)
+    assert res.finish_reason == "length"
+    assert res.token_ids == _hf_greedy(tiny_model, prompt, 12)
+    assert res.prompt_tokens == 40
+
+
+def test_batched_equals_one_by_one_greedy(make_engine, rand_prompt):
+    prompts = [rand_prompt(n, seed=10 + i) for i, n in enumerate((3, 50, 170, 21, 90))]
+    lengths = (16, 9, 20, 5, 14)  # different lengths: sequences leave and join mid-batch
+    serial = make_engine(max_batch_size=1, prefix_cache=False)
+    one_by_one = [
+        serial.submit(p, SamplingParams(max_new_tokens=n)).wait(60).token_ids
+        for p, n in zip(prompts, lengths, strict=True)
+    ]
+    batched_eng = make_engine(max_batch_size=4, prefill_chunk=32, prefix_cache=False)
+    handles = [batched_eng.submit(p, SamplingParams(max_new_tokens=n)) for p, n in zip(prompts, lengths, strict=True)]
+    batched = [r.token_ids for r in _run(handles)]
+    assert batched == one_by_one
+    assert batched_eng.stats()["max_batch"] >= 3  # the requests really shared decode steps
+    assert [len(t) for t in batched] == list(lengths)
+
+
+def test_prefix_cache_hit_equals_cold_run(make_engine, rand_prompt):
+    system = rand_prompt(120, seed=3)
+    task_a, task_b = rand_prompt(15, seed=4), rand_prompt(15, seed=5)
+    cold = make_engine(prefix_cache=False)
+    want_b = cold.submit(system + task_b, SamplingParams(max_new_tokens=10)).wait(60).token_ids
+
+    eng = make_engine(max_batch_size=2)
+    first = eng.submit(system + task_a, SamplingParams(max_new_tokens=10)).wait(60)
+    assert first.cached_prompt_tokens == 0
+    hit = eng.submit(system + task_b, SamplingParams(max_new_tokens=10)).wait(60)
+    assert hit.cached_prompt_tokens == 120  # exactly the shared system prefix
+    assert hit.token_ids == want_b
+    # an agent's growing history: previous prompt + its answer + a new user turn hits everything before it
+    follow = system + task_b + hit.token_ids + rand_prompt(7, seed=6)
+    want_follow = cold.submit(follow, SamplingParams(max_new_tokens=8)).wait(60).token_ids
+    res = eng.submit(follow, SamplingParams(max_new_tokens=8)).wait(60)
+    assert res.cached_prompt_tokens == len(system + task_b + hit.token_ids) - 1  # last answer token has no KV yet
+    assert res.token_ids == want_follow
+    s = eng.stats()
+    assert s["cached_prompt_tokens"] == 120 + res.cached_prompt_tokens
+    assert 0 < s["prefix_hit_rate"] < 1
+
+
+def test_history_rewrite_reuses_true_common_prefix(make_engine, rand_prompt):
+    eng = make_engine()
+    base = rand_prompt(60, seed=7)
+    old = base + rand_prompt(30, seed=8)  # e.g. a turn with reasoning that Qwen3's template drops later
+    eng.submit(old, SamplingParams(max_new_tokens=4)).wait(60)
+    rewritten = base + rand_prompt(25, seed=9)
+    res = eng.submit(rewritten, SamplingParams(max_new_tokens=6)).wait(60)
+    lcp = next(i for i, (a, b) in enumerate(zip(old, rewritten, strict=False)) if a != b)
+    assert res.cached_prompt_tokens == lcp
+    cold = make_engine(prefix_cache=False).submit(rewritten, SamplingParams(max_new_tokens=6)).wait(60)
+    assert res.token_ids == cold.token_ids
+
+
+def test_cancellation_frees_the_slot(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=1)
+    long = eng.submit(rand_prompt(10, seed=11), SamplingParams(max_new_tokens=100_000))
+    waiting = eng.submit(rand_prompt(10, seed=12), SamplingParams(max_new_tokens=5))
+
+    async def main():
+        got = []
+        async for tok in long:
+            got.append(tok)
+            if len(got) == 3:
+                long.cancel()
+        return got, await long.result(), await waiting.result()
+
+    streamed, res_long, res_wait = asyncio.run(main())
+    assert res_long.finish_reason == "cancelled"
+    assert res_long.token_ids[:3] == streamed[:3] and len(res_long.token_ids) < 100_000
+    assert res_wait.finish_reason == "length" and len(res_wait.token_ids) == 5  # got the freed slot
+    assert eng.stats()["running"] == 0 and eng.stats()["cancelled"] == 1
+
+
+def test_cancel_while_queued(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=1)
+    blocker = eng.submit(rand_prompt(8, seed=13), SamplingParams(max_new_tokens=100_000))
+    queued = eng.submit(rand_prompt(8, seed=14), SamplingParams(max_new_tokens=5))
+    queued.cancel()
+    res = queued.wait(10)
+    assert res.finish_reason == "cancelled" and res.token_ids == []
+    blocker.cancel()
+    assert blocker.wait(30).finish_reason == "cancelled"
+
+
+def test_memory_budget_evicts_lru(make_engine, tiny_model, rand_prompt):
+    cfg = tiny_model.config
+    per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    budget = per_token * 250  # room for two ~100-token entries, not three
+    eng = make_engine(cache_budget_bytes=budget)
+    prompts = [rand_prompt(100, seed=20 + i) for i in range(3)]
+    for p in prompts:
+        eng.submit(p, SamplingParams(max_new_tokens=2)).wait(60)
+    s = eng.stats()
+    assert s["cache_evictions"] >= 1
+    assert s["cache_bytes"] <= budget
+    # the oldest entry was evicted (cold), the newest is still cached
+    assert eng.submit(prompts[0], SamplingParams(max_new_tokens=1)).wait(60).cached_prompt_tokens == 0
+    assert eng.submit(prompts[2], SamplingParams(max_new_tokens=1)).wait(60).cached_prompt_tokens == 99
+
+
+def test_priorities_reorder_admission(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=1)
+    blocker = eng.submit(rand_prompt(8, seed=30), SamplingParams(max_new_tokens=100_000))
+    next(iter(blocker.iter_tokens()))  # the blocker holds the only slot
+    low = [eng.submit(rand_prompt(8, seed=31 + i), SamplingParams(max_new_tokens=2), priority=0) for i in range(2)]
+    high = eng.submit(rand_prompt(8, seed=40), SamplingParams(max_new_tokens=2), priority=10)
+    blocker.cancel()
+    for h in [*low, high]:
+        assert h.wait(60).finish_reason == "length"
+    order = list(eng.admission_log)
+    assert order == [blocker.request_id, high.request_id, low[0].request_id, low[1].request_id]
+
+
+def test_stop_token_and_per_request_params_in_one_batch(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=4)
+    prompt = rand_prompt(12, seed=50)
+    free = eng.submit(prompt, SamplingParams(max_new_tokens=10)).wait(60).token_ids
+    stop_at = free[4]
+    first_idx = free.index(stop_at)
+    handles = [
+        eng.submit(prompt, SamplingParams(max_new_tokens=10, stop_token_ids=(stop_at,))),
+        eng.submit(prompt, SamplingParams(max_new_tokens=10, temperature=1.0, seed=7)),
+        eng.submit(prompt, SamplingParams(max_new_tokens=10, temperature=1.0, seed=7, top_k=5, top_p=0.9)),
+        eng.submit(prompt, SamplingParams(max_new_tokens=3)),
+    ]
+    stopped, sampled, filtered, short = _run(handles)
+    assert stopped.finish_reason == "stop" and stopped.token_ids == free[: first_idx + 1]
+    assert short.token_ids == free[:3] and short.finish_reason == "length"
+    assert len(sampled.token_ids) == 10 and len(filtered.token_ids) == 10
+    again = eng.submit(prompt, SamplingParams(max_new_tokens=10, temperature=1.0, seed=7)).wait(60)
+    assert again.token_ids == sampled.token_ids  # a seed makes sampling reproducible, batched or not
+
+
+class _AllowOnly:
+    """A TokenConstraint that allows a fixed id set and finishes after ``n`` tokens."""
+
+    def __init__(self, allowed: set[int], n: int) -> None:
+        self.allowed, self.n, self.seen = allowed, n, []
+
+    def apply(self, logits: torch.Tensor) -> None:
+        assert logits.dim() == 1 and logits.dtype == torch.float32
+        keep = torch.tensor(sorted(self.allowed))
+        saved = logits[keep].clone()
+        logits.fill_(float("-inf"))
+        logits[keep] = saved
+
+    def advance(self, token_id: int) -> None:
+        self.seen.append(token_id)
+
+    def is_finished(self) -> bool:
+        return len(self.seen) >= self.n
+
+
+def test_constraint_masks_and_finishes_inside_a_batch(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=3)
+    allowed = {5, 77, 300}
+    c = _AllowOnly(allowed, n=6)
+    free = eng.submit(rand_prompt(9, seed=60), SamplingParams(max_new_tokens=20))
+    constrained = eng.submit(rand_prompt(9, seed=61), SamplingParams(max_new_tokens=20), constraint=c)
+    sampled_c = _AllowOnly(allowed, n=4)
+    sampled = eng.submit(
+        rand_prompt(9, seed=62), SamplingParams(max_new_tokens=20, temperature=1.5, seed=1), constraint=sampled_c
+    )
+    r_free, r_c, r_s = _run([free, constrained, sampled])
+    assert r_c.finish_reason == "stop" and len(r_c.token_ids) == 6 and set(r_c.token_ids) <= allowed
+    assert c.seen == r_c.token_ids
+    assert r_s.finish_reason == "stop" and set(r_s.token_ids) <= allowed and len(r_s.token_ids) == 4
+    assert r_free.finish_reason == "length" and len(r_free.token_ids) == 20
+
+
+def test_dead_end_constraint_is_an_error_not_a_hang(make_engine, rand_prompt):
+    class Nothing(_AllowOnly):
+        def apply(self, logits):
+            logits.fill_(float("-inf"))
+
+    eng = make_engine()
+    res = eng.submit(rand_prompt(5, seed=70), SamplingParams(max_new_tokens=5), constraint=Nothing(set(), 1)).wait(30)
+    assert res.finish_reason == "error" and "constraint" in (res.error or "")
+    assert eng.submit(rand_prompt(5, seed=71), SamplingParams(max_new_tokens=2)).wait(30).finish_reason == "length"
+
+
+def test_submit_from_many_threads_and_loops(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=4)
+    results: dict[int, list[int]] = {}
+
+    def worker(i: int) -> None:
+        async def go():
+            h = eng.submit(rand_prompt(10, seed=80 + i), SamplingParams(max_new_tokens=6))
+            toks = [t async for t in h]
+            assert toks == (await h.result()).token_ids
+            return toks
+
+        results[i] = asyncio.run(go())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [0, 1, 2, 3] and all(len(v) == 6 for v in results.values())
+
+
+def test_bad_requests_raise_clear_errors(make_engine):
+    eng = make_engine()
+    with pytest.raises(ModelRequestError, match="empty"):
+        eng.submit([], SamplingParams())
+    with pytest.raises(ModelRequestError, match="outside"):
+        eng.submit([1, 99999], SamplingParams())
+    with pytest.raises(ModelRequestError, match="top_p"):
+        eng.submit([1], SamplingParams(top_p=0.0))
+    with pytest.raises(ModelRequestError, match="max_new_tokens"):
+        eng.submit([1], SamplingParams(max_new_tokens=-1))
+    eng.close()
+    with pytest.raises(ModelRequestError, match="closed"):
+        eng.submit([1], SamplingParams())

@@ -1,0 +1,97 @@
+"""Loading a checkpoint at a chosen precision, and the one-engine-per-process cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from tq_agents.errors import ConfigError, ModelUnavailableError
+
+__all__ = ["DEFAULT_DTYPE", "DTYPES", "get_engine", "load_model", "quantize_int8"]
+
+log = logging.getLogger("tq_agents.engine")
+
+DTYPES = ("fp32", "bf16", "int8")
+# Chosen by measurement (benchmarks/engine.py, 2-core CPU without AVX-512 BF16): prompt-heavy agent turns are
+# dominated by prefill, where fp32 is fastest; bf16 prefill is several times slower here.
+DEFAULT_DTYPE = "fp32"
+
+
+def _resolve(path_or_id: str | Path) -> Path:
+    from tq_agents.models._hub import resolve_model_path
+
+    return resolve_model_path(str(path_or_id))
+
+
+def quantize_int8(model: Any) -> Any:
+    """Weight-only int8 quantization of every ``nn.Linear`` (per-channel scales), in place via torchao."""
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError as e:  # pragma: no cover - torchao is in the `local` extra
+        raise ConfigError("dtype 'int8' needs torchao", hint="pip install 'tq-agents[local]' (it pins torchao)") from e
+    quantize_(model, Int8WeightOnlyConfig())
+    return model
+
+
+def load_model(path_or_id: str | Path, *, dtype: str | None = None, device: str = "cpu") -> Any:
+    """Load a causal LM for the engine.
+
+    ``dtype``: ``"fp32"``, ``"bf16"``, ``"int8"`` (fp32 activations, int8 weight-only linears) or ``None`` for
+    :data:`DEFAULT_DTYPE`. Raises ``ModelUnavailableError`` when the checkpoint cannot be found or read, and
+    ``ConfigError`` for an unknown dtype/device.
+    """
+    dtype = dtype or DEFAULT_DTYPE
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)} (or None for the default)")
+    if device != "cpu":
+        raise ConfigError(f"device {device!r} is not supported by the local engine yet: use device='cpu'")
+    path = _resolve(path_or_id)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, attn_implementation="sdpa")
+    except Exception as e:
+        raise ModelUnavailableError(
+            f"could not load the checkpoint at {path}: {type(e).__name__}: {e}".splitlines()[0],
+            hint="check that the directory holds config.json and *.safetensors of a causal LM",
+        ) from e
+    model.eval()
+    if dtype == "int8":
+        quantize_int8(model)
+    model.tq_dtype = dtype
+    return model
+
+
+_ENGINES: dict[tuple[str, str, str], Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(path_or_id: str | Path, *, dtype: str | None = None, device: str = "cpu", **engine_kwargs: Any) -> Any:
+    """The process-wide engine for ``(model, dtype, device)``; created (and the model loaded) on first use.
+
+    ``engine_kwargs`` (``max_batch_size``, ``prefill_chunk``, ``cache_budget_bytes``, ...) apply only when the
+    engine is created.
+    """
+    from tq_agents.models._engine._engine import Engine
+
+    key = (str(_resolve(path_or_id)), dtype or DEFAULT_DTYPE, device)
+    with _ENGINES_LOCK:
+        eng = _ENGINES.get(key)
+        if eng is None or eng._closed:
+            model = load_model(key[0], dtype=key[1], device=device)
+            eng = Engine(model, name=Path(key[0]).name, **engine_kwargs)
+            _ENGINES[key] = eng
+        return eng
+
+
+def close_all_engines() -> None:
+    """Close every cached engine (tests, interpreter shutdown)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for e in engines:
+        e.close()
