@@ -1,0 +1,417 @@
+"""Grammar-constrained decoding for Qwen: tool calls in Qwen's ``<tool_call>`` format and JSON outputs.
+
+Library: llguidance (Rust, no torch needed). Measured here with the Qwen vocabulary it builds a tool-call
+grammar in ~2 ms and computes a token mask in ~56 µs; xgrammar needs torch+triton and outlines wraps
+either, so llguidance is used directly (numbers from ``benchmarks/constrained.py``).
+
+Every grammar built here **terminates by construction** within the request's token budget — random-weight
+models never choose ``<|im_end|>`` on their own, so free-running JSON would never end:
+
+* whitespace is fixed (compact JSON with ``", "`` / ``": "`` separators, like ``json.dumps``);
+* strings get a ``maxLength`` derived from the budget (worst case one token per character);
+* arrays get ``maxItems``; objects get ``additionalProperties: false`` (and ``maxProperties`` for maps);
+* integers and numbers get bounds, numbers a ``multipleOf`` step, so digits are bounded;
+* the number of tool calls is bounded.
+
+``TokenConstraint`` objects (see ``tq_agents.models._engine``) wrap one ``llguidance.LLMatcher`` each; the mask
+is written by llguidance straight into a preallocated buffer, unpacked with numpy and applied with one
+``masked_fill_``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tq_agents.errors import ModelRequestError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import llguidance
+    import torch
+
+__all__ = [
+    "GrammarCompiler",
+    "GrammarLimits",
+    "LLGuidanceConstraint",
+    "LazyToolCallConstraint",
+    "bound_schema",
+    "json_output_grammar",
+    "tool_call_grammar",
+]
+
+log = logging.getLogger(__name__)
+
+_JSON_OPTS = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", ", "lenient": True}
+_INT_ABS_MAX = 10**15
+_NUM_ABS_MAX = 1e12
+_NUM_STEP = 1e-4
+_ANY_SCALAR: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+
+
+@dataclass(frozen=True)
+class GrammarLimits:
+    """Bounds that make every grammar finish within ``max_tokens`` tokens."""
+
+    max_tokens: int = 1024
+    max_calls: int = 4
+    max_array_items: int = 8
+    min_string_chars: int = 8
+    max_string_chars: int = 8192
+    think_chars: int = 0  # > 0: allow a Qwen3 <think> block of at most this many characters first
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# schema bounding and worst-case token cost
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    t = schema.get("type")
+    if isinstance(t, list):
+        return [str(x) for x in t]
+    return [t] if isinstance(t, str) else []
+
+
+def bound_schema(schema: Mapping[str, Any], string_cap: int, limits: GrammarLimits) -> dict[str, Any]:
+    """A copy of ``schema`` with every unbounded size bounded (see module docstring)."""
+
+    def walk(s: Any) -> Any:
+        if not isinstance(s, Mapping):
+            return s
+        s = dict(s)
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            if isinstance(s.get(key), list):
+                s[key] = [walk(x) for x in s[key]]
+        for key in ("$defs", "definitions", "properties"):
+            if isinstance(s.get(key), Mapping):
+                s[key] = {k: walk(v) for k, v in s[key].items()}
+        types = _types(s)
+        if len(types) > 1:
+            rest = {k: v for k, v in s.items() if k != "type"}
+            return walk({"anyOf": [{**rest, "type": t} for t in types]})
+        if not types and not any(k in s for k in ("anyOf", "oneOf", "allOf", "$ref", "enum", "const", "properties")):
+            return {**{k: v for k, v in s.items() if k in ("title", "description")}, **_ANY_SCALAR}
+        t = types[0] if types else ("object" if "properties" in s else None)
+        if t == "string" and "enum" not in s and "const" not in s:
+            s["maxLength"] = min(int(s.get("maxLength", string_cap)), string_cap)
+            if int(s.get("minLength", 0)) > s["maxLength"]:
+                s["maxLength"] = int(s["minLength"])
+        elif t == "integer":
+            s["minimum"] = max(math.ceil(s.get("minimum", -_INT_ABS_MAX)), -_INT_ABS_MAX)
+            s["maximum"] = min(math.floor(s.get("maximum", _INT_ABS_MAX)), _INT_ABS_MAX)
+        elif t == "number":
+            s["minimum"] = max(float(s.get("minimum", -_NUM_ABS_MAX)), -_NUM_ABS_MAX)
+            s["maximum"] = min(float(s.get("maximum", _NUM_ABS_MAX)), _NUM_ABS_MAX)
+            s.setdefault("multipleOf", _NUM_STEP)
+        elif t == "array":
+            s["maxItems"] = min(int(s.get("maxItems", limits.max_array_items)), limits.max_array_items)
+            if int(s.get("minItems", 0)) > s["maxItems"]:
+                s["maxItems"] = int(s["minItems"])
+            s["items"] = walk(s["items"]) if isinstance(s.get("items"), Mapping) else _ANY_SCALAR
+        elif t == "object":
+            extra = s.get("additionalProperties")
+            if isinstance(extra, Mapping) and extra:
+                s["additionalProperties"] = walk(extra)
+                s["maxProperties"] = min(int(s.get("maxProperties", limits.max_array_items)), limits.max_array_items)
+            elif "properties" in s or extra in (None, True, {}):
+                if "properties" not in s and extra in (True, {}):  # a free-form map: bounded scalar values
+                    s["additionalProperties"] = _ANY_SCALAR
+                    s["maxProperties"] = limits.max_array_items
+                else:
+                    s["additionalProperties"] = False
+        return s
+
+    out = walk(copy.deepcopy(dict(schema)))
+    return out
+
+
+def _cost(schema: Any, defs: Mapping[str, Any], string_cap: int, limits: GrammarLimits, depth: int = 0) -> int:
+    """Worst-case number of tokens of a JSON value of ``schema`` (one token per character/digit)."""
+    if not isinstance(schema, Mapping) or depth > 8:
+        return 64
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        return _cost(defs.get(name, {}), defs, string_cap, limits, depth + 1)
+    if "const" in schema:
+        return len(json.dumps(schema["const"], ensure_ascii=False)) + 1
+    if "enum" in schema:
+        return max((len(json.dumps(v, ensure_ascii=False)) for v in schema["enum"]), default=1) + 1
+    alts = [x for k in ("anyOf", "oneOf") for x in schema.get(k, [])]
+    if alts:
+        return max(_cost(a, defs, string_cap, limits, depth + 1) for a in alts)
+    if schema.get("allOf"):
+        return sum(_cost(a, defs, string_cap, limits, depth + 1) for a in schema["allOf"])
+    t = (_types(schema) or ["object" if "properties" in schema else "any"])[0]
+    if t == "string":
+        return min(int(schema.get("maxLength", string_cap)), string_cap) + 2
+    if t in ("integer", "number"):
+        return 24
+    if t in ("boolean", "null"):
+        return 2
+    if t == "array":
+        item = _cost(schema.get("items", _ANY_SCALAR), defs, string_cap, limits, depth + 1)
+        return 2 + limits.max_array_items * (item + 1)
+    if t == "object":
+        total = 2
+        for key, sub in (schema.get("properties") or {}).items():
+            total += len(key) // 2 + 4 + _cost(sub, defs, string_cap, limits, depth + 1)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, Mapping) or extra is True or "properties" not in schema:
+            total += limits.max_array_items * (string_cap + 6 + max(string_cap, 24))
+        return total
+    return max(string_cap, 24) + 2
+
+
+def _string_cap(schema: Mapping[str, Any], budget: int, limits: GrammarLimits) -> int:
+    """Largest per-string character cap such that the worst case of ``schema`` fits in ``budget`` tokens."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    lo = _cost(schema, defs, 0, limits)
+    slope = max(1, _cost(schema, defs, 1, limits) - lo)
+    cap = (budget - lo) // slope
+    return int(max(limits.min_string_chars, min(limits.max_string_chars, cap)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# grammar text (llguidance's Lark dialect)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _lit(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _json_rule(schema: Mapping[str, Any]) -> str:
+    return "%json " + json.dumps({**schema, "x-guidance": _JSON_OPTS}, ensure_ascii=False)
+
+
+def _think_prefix(limits: GrammarLimits, think_ids: tuple[int, int] | None) -> tuple[str, str]:
+    if limits.think_chars <= 0 or think_ids is None:
+        return "", ""
+    rules = f'think: <[{think_ids[0]}]> /(?s:.{{0,{limits.think_chars}}})/ <[{think_ids[1]}]> "\\n\\n"\n'
+    return "think? ", rules
+
+
+def tool_call_grammar(
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    choice: str = "required",
+    limits: GrammarLimits = GrammarLimits(),
+    tool_call_ids: tuple[int, int] = (151657, 151658),
+    think_ids: tuple[int, int] | None = None,
+    lazy: bool = False,
+) -> str:
+    """Lark grammar for one or more ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` blocks.
+
+    ``choice``: ``"required"``/``"auto"`` (any tool, 1..max_calls calls) or a tool name (exactly one call of it).
+    ``lazy=True``: the grammar starts *after* an already emitted ``<tool_call>`` token (used by ``auto``).
+    """
+    funcs = [t.get("function", t) for t in tools]
+    if choice not in ("required", "auto"):
+        funcs = [f for f in funcs if f.get("name") == choice]
+        if not funcs:
+            raise ModelRequestError(
+                f"tool_choice names tool {choice!r}, which is not among the request's tools",
+                hint="pass one of: " + ", ".join(repr(t.get("function", t).get("name")) for t in tools),
+            )
+    if not funcs:
+        raise ModelRequestError("tool_choice requires a call but the request has no tools", hint="add tools")
+    max_calls = 1 if choice not in ("required", "auto") else max(1, limits.max_calls)
+    reserve = limits.think_chars + 8 if think_ids else 8
+    budget = max(32, limits.max_tokens - reserve)
+    # fewer calls when a single call would not fit with a useful string cap
+    while max_calls > 1:
+        per_call = budget // max_calls
+        if all(_string_cap(_args_schema(f), per_call - 24 - len(f["name"]), limits) > 32 for f in funcs):
+            break
+        max_calls -= 1
+    per_call = budget // max_calls
+    open_id, close_id = tool_call_ids
+    lines: list[str] = []
+    bodies = []
+    for i, f in enumerate(funcs):
+        params = _args_schema(f)
+        cap = _string_cap(params, per_call - 24 - len(f["name"]), limits)
+        bounded = bound_schema(params, cap, limits)
+        head = _lit('\n{"name": ' + json.dumps(f["name"], ensure_ascii=False) + ', "arguments": ')
+        lines.append(f"body{i}: {head} args{i} {_lit('}' + chr(10))} <[{close_id}]>")
+        lines.append(f"args{i}: {_json_rule(bounded)}")
+        bodies.append(f"body{i}")
+    lines.append("body: " + " | ".join(bodies))
+    lines.append(f"call: <[{open_id}]> body")
+    more = f'("\\n" call){{0,{max_calls - 1}}}' if max_calls > 1 else ""
+    prefix, think_rules = _think_prefix(limits, think_ids)
+    if lazy:
+        start = f"start: body {more}"
+    else:
+        start = f"start: {prefix}call {more}"
+    return "%llguidance {}\n" + start.rstrip() + "\n" + "\n".join(lines) + "\n" + think_rules
+
+
+def _args_schema(func: Mapping[str, Any]) -> dict[str, Any]:
+    params = func.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(params, Mapping):
+        raise ModelRequestError(f"tool {func.get('name')!r}: 'parameters' must be a JSON schema object")
+    return dict(params)
+
+
+def json_output_grammar(
+    schema: Mapping[str, Any],
+    *,
+    limits: GrammarLimits = GrammarLimits(),
+    think_ids: tuple[int, int] | None = None,
+) -> str:
+    """Lark grammar for one JSON value of ``schema`` (bounded to finish within ``limits.max_tokens``)."""
+    reserve = limits.think_chars + 4 if think_ids else 4
+    cap = _string_cap(schema, max(16, limits.max_tokens - reserve), limits)
+    prefix, think_rules = _think_prefix(limits, think_ids)
+    return f"%llguidance {{}}\nstart: {prefix}value\nvalue: {_json_rule(bound_schema(schema, cap, limits))}\n" + (
+        think_rules
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# token constraints
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class LLGuidanceConstraint:
+    """``TokenConstraint`` over one llguidance matcher. Cheap per token: mask into a reused buffer, one fill."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos_id: int) -> None:
+        import numpy as np
+
+        if matcher.is_error():
+            raise ModelRequestError(f"grammar could not be compiled: {matcher.get_error()}")
+        self._m = matcher
+        self._eos = eos_id
+        self._words = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
+        self._nbytes = self._words.size * 4
+        self._vocab = vocab_size
+        self.steps = 0
+        self.error: str | None = None
+
+    def apply(self, logits: torch.Tensor) -> None:
+        import numpy as np
+        import torch
+
+        if self._m.is_stopped() or self._m.is_error():
+            keep = logits[self._eos].clone()
+            logits.fill_(float("-inf"))
+            logits[self._eos] = keep if torch.isfinite(keep) else 0.0
+            return
+        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._nbytes)
+        banned = np.unpackbits(np.invert(self._words).view(np.uint8), bitorder="little")
+        n = logits.shape[0]
+        mask = torch.from_numpy(banned[:n]).view(torch.bool)
+        if n > mask.shape[0]:
+            logits[mask.shape[0] :] = float("-inf")
+            logits = logits[: mask.shape[0]]
+        logits.masked_fill_(mask, float("-inf"))
+
+    def advance(self, token_id: int) -> None:
+        self.steps += 1
+        if self._m.is_stopped():
+            return
+        if not self._m.consume_token(int(token_id)) and self.error is None:
+            self.error = self._m.get_error() or f"token {token_id} not allowed by the grammar"
+            log.warning("constrained decoding left the grammar: %s", self.error)
+
+    def is_finished(self) -> bool:
+        return self._m.is_stopped() or self._m.is_error()
+
+
+class LazyToolCallConstraint:
+    """``tool_choice="auto"``: free text until the model emits ``<tool_call>``, then valid calls only."""
+
+    def __init__(self, make_inner: Any, trigger_id: int) -> None:
+        self._make = make_inner
+        self._trigger = trigger_id
+        self._inner: LLGuidanceConstraint | None = None
+
+    def apply(self, logits: torch.Tensor) -> None:
+        if self._inner is not None:
+            self._inner.apply(logits)
+
+    def advance(self, token_id: int) -> None:
+        if self._inner is not None:
+            self._inner.advance(token_id)
+        elif token_id == self._trigger:
+            self._inner = self._make()
+
+    def is_finished(self) -> bool:
+        return self._inner is not None and self._inner.is_finished()
+
+
+class GrammarCompiler:
+    """Builds constraints for one tokenizer. Construction costs ~1 s (vocabulary scan): share instances
+    with :meth:`for_tokenizer`."""
+
+    _cache: ClassVar[dict[tuple[int, int], GrammarCompiler]] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(self, tokenizer_json: str, *, vocab_size: int, eos_id: int, special_ids: Mapping[str, int]) -> None:
+        import llguidance
+
+        data = json.loads(tokenizer_json)
+        for tok in data.get("added_tokens", []):  # markers only through <[id]>, never inside free text / strings
+            tok["special"] = True
+        self.ll_tokenizer = llguidance.LLTokenizer(json.dumps(data), n_vocab=vocab_size, eos_token=eos_id)
+        self.vocab_size = vocab_size
+        self.eos_id = eos_id
+        self.tool_call_ids = (special_ids["<tool_call>"], special_ids["</tool_call>"])
+        think = (special_ids.get("<think>"), special_ids.get("</think>"))
+        self.think_ids: tuple[int, int] | None = think if None not in think else None  # type: ignore[assignment]
+
+    @classmethod
+    def for_tokenizer(cls, hf_tokenizer: Any, *, vocab_size: int) -> GrammarCompiler:
+        """The shared compiler for a Hugging Face fast tokenizer (keyed by identity and vocab size)."""
+        key = (id(hf_tokenizer), vocab_size)
+        with cls._cache_lock:
+            hit = cls._cache.get(key)
+            if hit is None:
+                ids = {
+                    t: hf_tokenizer.convert_tokens_to_ids(t)
+                    for t in ("<tool_call>", "</tool_call>", "<think>", "</think>")
+                }
+                ids = {k: v for k, v in ids.items() if isinstance(v, int) and v != hf_tokenizer.unk_token_id}
+                eos = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
+                hit = cls(hf_tokenizer.backend_tokenizer.to_str(), vocab_size=vocab_size, eos_id=eos, special_ids=ids)
+                cls._cache[key] = hit
+            return hit
+
+    def matcher(self, grammar: str) -> llguidance.LLMatcher:
+        import llguidance
+
+        m = llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
+        if m.is_error():
+            raise ModelRequestError(f"grammar could not be compiled: {m.get_error()}")
+        return m
+
+    def constraint(self, grammar: str) -> LLGuidanceConstraint:
+        return LLGuidanceConstraint(self.matcher(grammar), self.vocab_size, self.eos_id)
+
+    def tool_calls(
+        self, tools: Sequence[Mapping[str, Any]], choice: str, limits: GrammarLimits
+    ) -> tuple[str, LLGuidanceConstraint | LazyToolCallConstraint]:
+        """(grammar text, constraint) for a tool choice: ``required``, a tool name, or ``auto`` (lazy)."""
+        think = self.think_ids if limits.think_chars > 0 else None
+        if choice == "auto":
+            ids = self.tool_call_ids
+            grammar = tool_call_grammar(tools, choice="auto", limits=limits, tool_call_ids=ids, lazy=True)
+            self.matcher(grammar)  # compile once now so a bad schema fails the request, not the decode loop
+            return grammar, LazyToolCallConstraint(lambda: self.constraint(grammar), self.tool_call_ids[0])
+        ids = self.tool_call_ids
+        grammar = tool_call_grammar(tools, choice=choice, limits=limits, tool_call_ids=ids, think_ids=think)
+        return grammar, self.constraint(grammar)
+
+    def json_output(self, schema: Mapping[str, Any], limits: GrammarLimits) -> tuple[str, LLGuidanceConstraint]:
+        """(grammar text, constraint) for one JSON value validating against ``schema``."""
+        think = self.think_ids if limits.think_chars > 0 else None
+        grammar = json_output_grammar(schema, limits=limits, think_ids=think)
+        return grammar, self.constraint(grammar)
