@@ -5,6 +5,7 @@ them is used.
 """
 
 from tq_agents._tool import Tool, ToolError, ToolResult, tool
+from tq_agents.agent import Agent, RetryPolicy, TurnContext, TurnResult
 from tq_agents.errors import (
     AgentTurnError,
     ConfigError,
@@ -50,6 +51,7 @@ from tq_agents.models.base import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "AgentTurnError",
     "ChatMessage",
     "ChatModel",
@@ -66,6 +68,7 @@ __all__ = [
     "Plan",
     "PlanStep",
     "ReplayDivergenceError",
+    "RetryPolicy",
     "Review",
     "ReviewIssue",
     "RunError",
@@ -84,6 +87,8 @@ __all__ = [
     "ToolResult",
     "TransientModelError",
     "Translation",
+    "TurnContext",
+    "TurnResult",
     "Usage",
     "UserError",
     "UserInput",

@@ -1,0 +1,356 @@
+"""``Agent``: one turn = request → model → validated tool calls (bounded) → typed output (bounded retries).
+
+```python
+agent = Agent("support", "You answer customers.", model=model, tools=[lookup_order], output_type=SupportReply)
+reply = await agent.run("Where is order A1001?")         # SupportReply, or AgentTurnError
+result = await agent.run_turn([UserInput(text="...")])  # TurnResult with .status / .reason, never raises
+```
+
+The prompt is built stable-part-first so prefix caches hit across turns: system instructions (+ the output
+schema), tool schemas, then the node's earlier turns, then the new input. Structured output types set
+``response_format`` (json_schema) on the request so constrained backends emit valid JSON; a reply that does
+not parse is fed back with the reason, at most ``max_output_retries`` times. Tool-call errors (malformed
+calls reported by the backend, unknown tools, invalid arguments, exceptions, timeouts) are sent back to the
+model as ``tool`` messages; after ``max_tool_iterations`` rounds of tool calls the turn fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from tq_agents._tool import Tool, ToolError, ToolResult, format_validation_error, tool
+from tq_agents.errors import AgentTurnError, ConfigError, ModelError, TransientModelError, UserError
+from tq_agents.messages import Message, TextMessage, UserInput
+from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ToolCall, ToolChoice, Usage
+
+__all__ = ["Agent", "RetryPolicy", "TurnContext", "TurnResult", "TurnStatus"]
+
+TurnStatus = Literal["completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of a model call that raised ``TransientModelError`` (exponential backoff, via tenacity)."""
+
+    attempts: int = 3
+    initial_s: float = 0.5
+    max_s: float = 8.0
+
+    def retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(max(1, self.attempts)),
+            wait=wait_exponential(multiplier=self.initial_s, max=self.max_s),
+            retry=retry_if_exception_type(TransientModelError),
+            reraise=True,
+        )
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """What one agent turn produced. ``status`` is ``completed`` (``output`` set) or ``failed`` (``reason``)."""
+
+    status: TurnStatus
+    output: Message | None = None
+    reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    model_calls: int = 0
+    tool_calls: int = 0
+    transcript: list[ChatMessage] = field(default_factory=list)
+
+
+class TurnContext:
+    """Where an agent turn sends its model and tool calls. The scheduler subclasses it to record every call
+    in the run store and to serve recorded results on resume/replay; the default calls straight through.
+    """
+
+    run_id: str | None = None
+    turn_id: str = "turn"
+
+    def __init__(self, retry: RetryPolicy | None = None) -> None:
+        self.retry = retry or RetryPolicy()
+
+    async def complete(self, agent: Agent, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+        """Run model call number ``index`` of this turn (retrying transient errors)."""
+        async for attempt in self.retry.retrying():
+            with attempt:
+                return await model.complete(request)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def call_tool(self, agent: Agent, tool: Tool, call: ToolCall) -> ToolResult | ToolError:
+        """Run one validated-on-entry tool call."""
+        return await tool.call(call.arguments)
+
+
+_DEFAULT_CONTEXT = TurnContext()
+_FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.S)
+
+
+def render_inputs(inputs: Sequence[Message]) -> str:
+    """The user-turn text for ``inputs``: a lone input as is, several each headed by their source."""
+    if len(inputs) == 1:
+        return inputs[0].to_prompt()
+    return "\n\n".join(f"[{m.source or 'input'}]\n{m.to_prompt()}" for m in inputs)
+
+
+class Agent:
+    """An LLM-backed workflow node.
+
+    Args:
+        name: Unique node name; also sent as ``ChatRequest.agent`` (``ScriptedModel`` scripts key on it).
+        instructions: The role's system prompt.
+        model: The ``ChatModel``; if ``None`` the workflow's model is used.
+        tools: ``Tool`` objects (or plain typed functions, wrapped with ``@tool``).
+        output_type: A ``Message`` subclass; ``TextMessage`` means free text.
+        max_tool_iterations: Rounds of tool calls allowed in one turn before it fails.
+        max_output_retries: How often an unparsable final answer is fed back before the turn fails.
+        tool_choice: ``"auto"``/``"required"``/``"none"``/a tool name, for the first request of a turn.
+        max_tokens: Completion-token cap per model call.
+        temperature: Sampling temperature.
+        enable_thinking: Qwen3 thinking switch (``None`` = model default).
+        remember: Show the node's earlier turns (inputs and answers) in later turns.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        instructions: str = "",
+        *,
+        model: ChatModel | None = None,
+        tools: Sequence[Tool | Any] = (),
+        output_type: type[Message] = TextMessage,
+        max_tool_iterations: int = 8,
+        max_output_retries: int = 2,
+        tool_choice: ToolChoice | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        enable_thinking: bool | None = None,
+        remember: bool = True,
+    ) -> None:
+        if not isinstance(output_type, type) or not issubclass(output_type, Message):
+            raise ConfigError(
+                f"agent {name!r}: output_type must be a Message subclass, got {output_type!r}",
+                hint="use TextMessage for free text or subclass tq_agents.Message",
+            )
+        self.name = name
+        self.instructions = instructions
+        self.model = model
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            t = t if isinstance(t, Tool) else tool(t)
+            if t.name in self.tools:
+                raise ConfigError(f"agent {name!r}: two tools are named {t.name!r}")
+            self.tools[t.name] = t
+        self.output_type = output_type
+        self.max_tool_iterations = max_tool_iterations
+        self.max_output_retries = max_output_retries
+        self.tool_choice = tool_choice
+        if tool_choice not in (None, "auto", "required", "none") and tool_choice not in self.tools:
+            raise ConfigError(f"agent {name!r}: tool_choice {tool_choice!r} is not one of its tools")
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.enable_thinking = enable_thinking
+        self.remember = remember
+        self._free_text = issubclass(output_type, TextMessage) and set(output_type.model_fields) == set(
+            TextMessage.model_fields
+        )
+        self._system = self._build_system()
+        self._tool_schemas = [t.schema for t in self.tools.values()]
+        self._response_format = (
+            None
+            if self._free_text
+            else {
+                "type": "json_schema",
+                "json_schema": {"name": output_type.type_name, "schema": output_type.payload_schema(), "strict": True},
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, output_type={self.output_type.type_name}, tools={list(self.tools)})"
+
+    @property
+    def input_types(self) -> tuple[type[Message], ...]:
+        """Agents accept any message: it is rendered into the prompt."""
+        return (Message,)
+
+    def _build_system(self) -> str:
+        parts = [self.instructions.strip()] if self.instructions.strip() else []
+        if not self._free_text:
+            schema = json.dumps(self.output_type.payload_schema(), ensure_ascii=False, separators=(",", ":"))
+            parts.append(
+                f"Give your final answer as one JSON object (no prose, no code fence) matching this JSON schema "
+                f"of `{self.output_type.type_name}`:\n{schema}"
+            )
+        return "\n\n".join(parts)
+
+    def build_messages(
+        self, inputs: Sequence[Message], history: Sequence[tuple[Sequence[Message], Message]] = ()
+    ) -> list[ChatMessage]:
+        """System prompt, then the node's earlier turns (if ``remember``), then ``inputs`` as a user turn."""
+        msgs: list[ChatMessage] = []
+        if self._system:
+            msgs.append(ChatMessage(role="system", content=self._system))
+        if self.remember:
+            for past_inputs, past_output in history:
+                msgs.append(ChatMessage(role="user", content=render_inputs(past_inputs)))
+                msgs.append(ChatMessage(role="assistant", content=past_output.to_prompt()))
+        msgs.append(ChatMessage(role="user", content=render_inputs(inputs)))
+        return msgs
+
+    def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
+        return ChatRequest(
+            messages=list(messages),
+            tools=self._tool_schemas,
+            tool_choice=(self.tool_choice or "auto") if first else "auto",
+            response_format=self._response_format,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            enable_thinking=self.enable_thinking,
+            agent=self.name,
+        )
+
+    def parse_output(self, content: str | None, *, run_id: str | None = None) -> Message | str:
+        """The final answer as ``output_type``, or a reason (str) why it cannot be used."""
+        text = (content or "").strip()
+        if self._free_text:
+            if not text:
+                return "the answer was empty; reply with your answer as text"
+            return self.output_type(text=text, source=self.name, run_id=run_id)  # type: ignore[call-arg]
+        m = _FENCE.match(text)
+        if m:
+            text = m.group(1).strip()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            start, end = text.find("{"), text.rfind("}")
+            data = None
+            if 0 <= start < end:
+                try:
+                    data = json.loads(text[start : end + 1])
+                except json.JSONDecodeError:
+                    data = None
+            if data is None:
+                return f"the answer is not valid JSON ({e.msg} at char {e.pos}); reply with one JSON object only"
+        if not isinstance(data, dict):
+            return f"the answer must be a JSON object, got {type(data).__name__}"
+        try:
+            return self.output_type.from_payload(data, source=self.name, run_id=run_id)
+        except ValidationError as e:
+            what = f"the answer does not match the `{self.output_type.type_name}` schema"
+            return format_validation_error(e, what=what)
+
+    async def run_turn(
+        self,
+        inputs: Sequence[Message],
+        *,
+        history: Sequence[tuple[Sequence[Message], Message]] = (),
+        context: TurnContext | None = None,
+        model: ChatModel | None = None,
+    ) -> TurnResult:
+        """Run one turn on ``inputs``. Never raises for model/tool/parse problems: see ``TurnResult.status``.
+
+        ``ModelError`` that survives the context's retries is turned into a failed result as well;
+        ``asyncio.CancelledError`` propagates.
+        """
+        ctx = context or _DEFAULT_CONTEXT
+        model = model or self.model
+        if model is None:
+            raise UserError(
+                f"agent {self.name!r} has no model",
+                hint="pass model=... to the Agent, or to the Workflow / run() so every agent without one uses it",
+            )
+        messages = self.build_messages(inputs, history)
+        result = TurnResult(status="failed", transcript=messages)
+        tool_rounds = 0
+        retries = 0
+        first = True
+        while True:
+            request = self._request(messages, first)
+            first = False
+            try:
+                response = await ctx.complete(self, model, request, result.model_calls)
+            except ModelError as e:
+                result.reason = f"model call failed: {type(e).__name__}: {e.message}"
+                return result
+            result.model_calls += 1
+            result.usage = result.usage + response.usage
+            reply = response.message
+            messages.append(reply)
+            if reply.tool_calls or response.tool_call_errors:
+                if tool_rounds >= self.max_tool_iterations:
+                    result.reason = (
+                        f"agent {self.name!r} still calling tools after max_tool_iterations={self.max_tool_iterations}"
+                    )
+                    return result
+                tool_rounds += 1
+                messages.extend(await self._run_tools(ctx, response))
+                result.tool_calls += len(reply.tool_calls)
+                continue
+            parsed = self.parse_output(reply.content, run_id=ctx.run_id)
+            if isinstance(parsed, Message):
+                result.status = "completed"
+                result.output = parsed
+                return result
+            if retries >= self.max_output_retries:
+                result.reason = (
+                    f"agent {self.name!r} gave no usable `{self.output_type.type_name}` after "
+                    f"{retries + 1} attempt(s): {parsed}"
+                )
+                return result
+            retries += 1
+            messages.append(ChatMessage(role="user", content=f"Your answer could not be used: {parsed}\nAnswer again."))
+
+    async def _run_tools(self, ctx: TurnContext, response: ChatResponse) -> list[ChatMessage]:
+        out: list[ChatMessage] = []
+        for call in response.message.tool_calls:
+            t = self.tools.get(call.name)
+            if t is None:
+                known = ", ".join(self.tools) or "(none)"
+                res: ToolResult | ToolError = ToolError(
+                    tool=call.name,
+                    kind="unknown_tool",
+                    content=f"there is no tool named `{call.name}`; available tools: {known}",
+                )
+            else:
+                res = await ctx.call_tool(self, t, call)
+            out.append(ChatMessage(role="tool", content=res.content, tool_call_id=call.id, name=call.name))
+        for err in response.tool_call_errors:
+            out.append(
+                ChatMessage(
+                    role="tool",
+                    content=f"tool call #{err.index + 1} could not be used: {err.reason}",
+                    tool_call_id=f"malformed_{err.index}",
+                    name=err.name,
+                )
+            )
+        return out
+
+    async def run(
+        self,
+        input: str | Message | Sequence[Message],
+        *,
+        model: ChatModel | None = None,
+        context: TurnContext | None = None,
+    ) -> Message:
+        """Run one turn outside a workflow and return its output; raise ``AgentTurnError`` if it fails."""
+        if isinstance(input, str):
+            inputs: Sequence[Message] = [UserInput(text=input, source="user")]
+        elif isinstance(input, Message):
+            inputs = [input]
+        else:
+            inputs = list(input)
+        t0 = time.perf_counter()
+        res = await self.run_turn(inputs, context=context, model=model)
+        if res.output is None:
+            raise AgentTurnError(
+                f"{res.reason} (after {time.perf_counter() - t0:.2f} s, {res.model_calls} model call(s))",
+                hint="inspect the transcript with run_turn(...).transcript",
+            )
+        return res.output
