@@ -1,0 +1,547 @@
+"""Parse a Qwen completion into content, reasoning, tool calls and refused calls.
+
+Reads both call formats in every family, because small models mix them up:
+
+* Hermes JSON (Qwen2.5, Qwen3): ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``
+* Qwen3-Coder XML: ``<tool_call>\\n<function=NAME>\\n<parameter=P>\\nvalue\\n</parameter>\\n</function>\\n</tool_call>``
+
+Unlike vLLM's hermes parser (one regex, ``json.loads``, all or nothing), each call stands alone: a good call
+beside a bad one is kept, and every bad one is reported with a reason written for the model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tq_agents.errors import ConfigError
+from tq_agents.models.base import ChatMessage, MalformedToolCall, ToolCall
+from tq_agents.models.qwen._json_repair import LenientJSONError, decode_lenient, loads_lenient
+from tq_agents.models.qwen._schema import check, coerce, describe, text_to_value
+
+__all__ = ["FAMILIES", "Family", "ParsedCompletion", "parse"]
+
+log = logging.getLogger(__name__)
+
+Family = Literal["qwen2.5", "qwen3", "qwen3-coder"]
+FAMILIES: tuple[str, ...] = ("qwen2.5", "qwen3", "qwen3-coder")
+
+# Set by the test-suite so that an internal bug fails the test instead of turning into a reported error.
+_RAISE_INTERNAL_ERRORS = os.environ.get("TQ_PARSE_RAISE") == "1"
+
+_TC_OPEN, _TC_CLOSE = "<tool_call>", "</tool_call>"
+_TH_OPEN, _TH_CLOSE = "<think>", "</think>"
+_FN_CLOSE, _P_CLOSE = "</function>", "</parameter>"
+_OPENER_RE = re.compile(r"<tool_call>|<function=")
+_FN_RE = re.compile(r"<function=([^>\n]{0,200})>")
+_PARAM_RE = re.compile(r"<parameter=([^>\n]{0,200})>")
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+_WS = " \t\r\n"
+_SEPARATORS = " \t\r\n,;}]`"
+_RAW_LIMIT = 4000
+
+_HERMES_SHAPE = '<tool_call>\n{"name": "<tool name>", "arguments": {<arguments as JSON>}}\n</tool_call>'
+_XML_SHAPE = "<tool_call>\n<function=NAME>\n<parameter=NAME>\nvalue\n</parameter>\n</function>\n</tool_call>"
+
+
+class ParsedCompletion(BaseModel):
+    """What a Qwen completion says: visible content, reasoning, usable calls, refused calls."""
+
+    content: str = Field(default="", description="Text outside reasoning and tool calls, stripped.")
+    reasoning: str | None = Field(
+        default=None, description="Text of the <think> block(s); None when there was none, '' when empty."
+    )
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="Calls that can be run, in order.")
+    errors: list[MalformedToolCall] = Field(
+        default_factory=list, description="Calls that were attempted but refused, each with the reason."
+    )
+
+    def to_message(self) -> ChatMessage:
+        """The assistant ``ChatMessage`` for this completion (refused calls are not part of it)."""
+        return ChatMessage(
+            role="assistant",
+            content=self.content,
+            tool_calls=list(self.tool_calls),
+            reasoning_content=self.reasoning,
+        )
+
+
+# --------------------------------------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True, slots=True)
+class _Tools:
+    schemas: dict[str, Any]  # name -> parameters schema ({} when none)
+
+    @classmethod
+    def build(cls, tools: Sequence[Mapping[str, Any]] | None) -> _Tools | None:
+        if tools is None:
+            return None
+        if isinstance(tools, Mapping | str | bytes) or not isinstance(tools, Sequence):
+            raise ConfigError(
+                f"parse(tools=...) must be a list of OpenAI-shaped tool schemas, got {type(tools).__name__}",
+                hint='pass [{"type": "function", "function": {"name": ..., "parameters": {...}}}, ...]',
+            )
+        schemas: dict[str, Any] = {}
+        for i, tool in enumerate(tools):
+            fn = tool.get("function", tool) if isinstance(tool, Mapping) else None
+            name = fn.get("name") if isinstance(fn, Mapping) else None
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"parse(tools=...): tool #{i} has no function name",
+                    hint='each tool must look like {"type": "function", "function": {"name": ..., "parameters": ...}}',
+                )
+            params = fn.get("parameters")  # type: ignore[union-attr]
+            schemas[name] = params if isinstance(params, Mapping) else {}
+        return cls(schemas)
+
+
+# ------------------------------------------------------------------------------------------- extraction
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One call as found in the text, before tools are checked."""
+
+    raw: str
+    name: str | None = None
+    arguments: Any = None  # JSON format: the decoded value; XML: dict of parameter texts
+    xml: bool = False
+    problem: str | None = None  # set when the call could not be read at all
+    in_think: bool = False
+
+
+def _skip_ws(text: str, p: int) -> int:
+    n = len(text)
+    while p < n and text[p] in _WS:
+        p += 1
+    return p
+
+
+def _next_tag(text: str, p: int) -> int:
+    """Index of the next ``</tool_call>`` or ``<tool_call>`` at/after p, or len(text)."""
+    a = text.find(_TC_CLOSE, p)
+    b = text.find(_TC_OPEN, p)
+    cands = [x for x in (a, b) if x >= 0]
+    return min(cands) if cands else len(text)
+
+
+def _clip(raw: str) -> str:
+    raw = raw.strip()
+    return raw if len(raw) <= _RAW_LIMIT else raw[:_RAW_LIMIT] + "..."
+
+
+def _json_attempt(value: Any, raw: str) -> _Attempt:
+    """Turn one decoded JSON value into an attempt (name + arguments), or say what is wrong with it."""
+    if not isinstance(value, dict):
+        return _Attempt(
+            raw, problem=f'the call must be a JSON object with "name" and "arguments", got {describe(value)}'
+        )
+    obj = value
+    if isinstance(obj.get("function"), dict):  # OpenAI shape: {"type": "function", "function": {...}}
+        obj = obj["function"]
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return _Attempt(raw, problem='the call has no "name" (a string naming the tool)')
+    name = name.strip()
+    if "arguments" in obj:
+        args = obj["arguments"]
+    elif "parameters" in obj:
+        args = obj["parameters"]
+    else:  # flat form {"name": "f", "city": "Paris"}: the other keys are the arguments
+        args = {k: v for k, v in obj.items() if k not in ("name", "type", "id")}
+    if isinstance(args, str):
+        s = args.strip()
+        if not s:
+            args = {}
+        else:
+            try:
+                args, _ = loads_lenient(s)
+            except LenientJSONError as e:
+                return _Attempt(
+                    raw, name=name, problem=f'"arguments" is a string that is not a JSON object ({e.reason})'
+                )
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return _Attempt(raw, name=name, problem=f'"arguments" must be a JSON object, got {describe(args)}')
+    return _Attempt(raw, name=name, arguments=args)
+
+
+def _read_json_values(
+    text: str, p: int, stop: int, autoclose: bool
+) -> tuple[list[_Attempt], int, LenientJSONError | None]:
+    """Read successive JSON values from text[p:stop]; returns attempts, end, and the error that stopped it."""
+    out: list[_Attempt] = []
+    while True:
+        while p < stop and text[p] in _SEPARATORS:
+            p += 1
+        if p >= stop or text.startswith(_TC_CLOSE, p) or text.startswith(_TC_OPEN, p):
+            return out, p, None
+        if text.startswith("json", p) and out == [] and text[p - 1 : p] == "`":
+            p += 4  # ```json fence
+            continue
+        if text[p] not in "{[":
+            return out, p, LenientJSONError("junk", p)
+        try:
+            value, end, _ = decode_lenient(text[:stop], p, autoclose=autoclose)
+        except LenientJSONError as e:
+            return out, p, e
+        raw = text[p:end]
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out.extend(_json_attempt(v, raw) for v in value)
+        else:
+            out.append(_json_attempt(value, raw))
+        p = end
+
+
+def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
+    """Read the JSON body of a ``<tool_call>`` starting at p; returns where scanning resumes."""
+    # First pass: read values over the rest of the text, so a "</tool_call>" inside a string is harmless.
+    attempts, end, err = _read_json_values(text, p, len(text), autoclose=False)
+    if err is None:
+        found.extend(attempts)
+        return end + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, end) else end
+    # Second pass: the block ends at the next tag; a missing '}' or ']' before a tag is repaired.
+    block_end = _next_tag(text, p)
+    closed = block_end < len(text)
+    attempts, end, err = _read_json_values(text, p, block_end, autoclose=closed)
+    found.extend(attempts)
+    ends_with_close = text.startswith(_TC_CLOSE, block_end)
+    if err is not None and attempts and err.reason == "junk" and not ends_with_close:
+        return end  # </tool_call> missing: what follows the call is ordinary text
+    if err is not None and (not attempts or err.reason != "junk"):
+        raw = text[end:block_end]
+        if err.reason == "junk":
+            reason = f"expected a JSON object after <tool_call>, got {_clip(raw)[:40]!r}"
+        elif err.truncated and not closed:
+            reason = f"the output ended before the call was complete ({err.reason}); it was probably cut off"
+        else:
+            reason = f"the call is not valid JSON: {err.reason}"
+        found.append(_Attempt(_clip(raw), problem=reason))
+    return block_end + len(_TC_CLOSE) if ends_with_close else block_end
+
+
+def _param_end(text: str, p: int) -> tuple[int, int]:
+    """End of a parameter value starting at p: (value_end, resume). (-1, len) if the text ends inside it."""
+    close = text.find(_P_CLOSE, p)
+    limit = close if close >= 0 else len(text)
+    early = -1
+    for tag in ("<parameter=", _FN_CLOSE, _TC_CLOSE, "<function=", _TC_OPEN):
+        i = text.find(tag, p, limit)
+        if i >= 0 and (early < 0 or i < early):
+            early = i
+    if early >= 0:
+        return early, early  # unclosed </parameter>: the value ends at the next tag
+    if close >= 0:
+        return close, close + len(_P_CLOSE)
+    return -1, len(text)
+
+
+def _read_xml(text: str, p: int, found: list[_Attempt], wrapped: bool) -> int:
+    """Read ``<function=NAME>...</function>`` calls starting at p; returns where scanning resumes."""
+    n = len(text)
+    while True:
+        m = _FN_RE.match(text, p)
+        if m is None:
+            end = _next_tag(text, p)
+            found.append(_Attempt(_clip(text[p:end]), problem="expected <function=NAME> after <tool_call>"))
+            return end + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, end) else end
+        start = p
+        name = m.group(1).strip().strip("\"'").strip()
+        q = m.end()
+        params: dict[str, str] = {}
+        problem: str | None = None
+        while True:
+            q = _skip_ws(text, q)
+            if text.startswith("<parameter=", q):
+                pm = _PARAM_RE.match(text, q)
+                if pm is None:
+                    problem = "a <parameter=NAME> tag is not closed with '>'"
+                    q = _next_tag(text, q)
+                    break
+                pname = pm.group(1).strip().strip("\"'").strip()
+                vend, q = _param_end(text, pm.end())
+                if vend < 0:
+                    problem = f"the output ended inside the parameter {pname!r}; it was probably cut off"
+                    break
+                value = text[pm.end() : vend]
+                if value.startswith("\n"):
+                    value = value[1:]
+                if value.endswith("\n"):
+                    value = value[:-1]
+                if pname in params and problem is None:
+                    problem = f"the parameter {pname!r} is given twice"
+                params[pname] = value
+            elif text.startswith(_FN_CLOSE, q):
+                q += len(_FN_CLOSE)
+                break
+            elif (
+                q >= n
+                or text.startswith(_TC_CLOSE, q)
+                or text.startswith("<function=", q)
+                or text.startswith(_TC_OPEN, q)
+            ):
+                break  # missing </function>
+            else:  # stray text between parameters: skip to the next tag
+                nxt = text.find("<", q + 1)
+                q = n if nxt < 0 else nxt
+        raw = text[start:q]
+        if not name:
+            found.append(_Attempt(_clip(raw), problem="<function=...> has no tool name"))
+        elif problem:
+            found.append(_Attempt(_clip(raw), name=name, problem=problem))
+        else:
+            found.append(_Attempt(_clip(raw), name=name, arguments=params, xml=True))
+        q = _skip_ws(text, q)
+        if text.startswith("<function=", q):
+            p = q
+            continue
+        if wrapped and text.startswith(_TC_CLOSE, q):
+            return q + len(_TC_CLOSE)
+        return q
+
+
+def _extract(text: str) -> tuple[list[_Attempt], list[str]]:
+    """All call attempts in text, in order, and the text pieces outside them."""
+    found: list[_Attempt] = []
+    pieces: list[str] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _OPENER_RE.search(text, pos)
+        if m is None:
+            pieces.append(text[pos:])
+            break
+        pieces.append(text[pos : m.start()])
+        if m.group() == "<function=":
+            pos = _read_xml(text, m.start(), found, wrapped=False)
+            continue
+        p = _skip_ws(text, m.end())
+        if text.startswith(_TC_OPEN, p):  # doubled opener: the next round reads it
+            pos = p
+        elif text.startswith(_TC_CLOSE, p):
+            found.append(_Attempt("<tool_call></tool_call>", problem="the <tool_call> block is empty"))
+            pos = p + len(_TC_CLOSE)
+        elif p >= n:
+            found.append(
+                _Attempt(_TC_OPEN, problem="the output ended right after <tool_call>; it was probably cut off")
+            )
+            pos = n
+        elif text.startswith("<function=", p):
+            pos = _read_xml(text, p, found, wrapped=True)
+        else:
+            pos = _read_json_block(text, p, found)
+    return found, pieces
+
+
+def _split_reasoning(text: str) -> list[tuple[bool, str]]:
+    """Split into (is_reasoning, text) segments.
+
+    ``</think>`` with no ``<think>`` before it means the prompt opened the reasoning: everything before it
+    is reasoning. A ``<think>`` never closed ends at the first tool call (small models forget ``</think>``
+    before calling), or else at the end of the text.
+    """
+    out: list[tuple[bool, str]] = []
+    pos = 0
+    first_open = text.find(_TH_OPEN)
+    first_close = text.find(_TH_CLOSE)
+    if first_close >= 0 and (first_open < 0 or first_close < first_open):
+        out.append((True, text[:first_close]))
+        pos = first_close + len(_TH_CLOSE)
+    while True:
+        i = text.find(_TH_OPEN, pos)
+        if i < 0:
+            out.append((False, text[pos:]))
+            return out
+        out.append((False, text[pos:i]))
+        body = i + len(_TH_OPEN)
+        j = text.find(_TH_CLOSE, body)
+        if j < 0:
+            m = _OPENER_RE.search(text, body)
+            if m is None:
+                out.append((True, text[body:]))
+            else:
+                out.append((True, text[body : m.start()]))
+                out.append((False, text[m.start() :]))
+            return out
+        out.append((True, text[body:j]))
+        pos = j + len(_TH_CLOSE)
+
+
+def _bare_json_calls(content: str, tools: _Tools) -> list[_Attempt] | None:
+    """Qwen2.5(-Coder) sometimes answers with a bare (or ```json-fenced) call object and no tags.
+
+    Taken as calls only when the whole content is that JSON and every object names a known tool.
+    """
+    s = content.strip()
+    if s.startswith("```"):
+        first_nl = s.find("\n")
+        if first_nl < 0 or not s.endswith("```"):
+            return None
+        s = s[first_nl + 1 : -3].strip()
+    if not s or s[0] not in "{[":
+        return None
+    try:
+        value, _ = loads_lenient(s)
+    except LenientJSONError:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        return None
+    for v in values:
+        if not (isinstance(v, dict) and v.get("name") in tools.schemas and ("arguments" in v or "parameters" in v)):
+            return None
+    return [_json_attempt(v, s) for v in values]
+
+
+# --------------------------------------------------------------------------------------------- checking
+
+
+def _unknown_tool(name: str, tools: _Tools) -> str:
+    known = list(tools.schemas)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(repr(k) for k in known[:20]) or "none"
+    return f"there is no tool named {name!r}.{hint} Available tools: {listed}"
+
+
+def _resolve(att: _Attempt, index: int, tools: _Tools | None) -> ToolCall | MalformedToolCall:
+    def refuse(reason: str, advice: str = "") -> MalformedToolCall:
+        who = f"The call to {att.name!r}" if att.name else "A tool call"
+        text = f"{who} was not run: {reason}." + (f" {advice}" if advice else "")
+        return MalformedToolCall(index=index, raw=att.raw, reason=text, name=att.name)
+
+    if att.in_think:
+        return refuse(
+            "it was written inside the <think> reasoning. To call a tool, close the reasoning with </think> "
+            "and write the call after it"
+        )
+    if att.problem is not None:
+        shape = _XML_SHAPE if att.raw.lstrip().startswith("<function=") else _HERMES_SHAPE
+        return refuse(att.problem, f"Write each call as:\n{shape}")
+    name = att.name or ""
+    schema: Any = None
+    if tools is not None:
+        if name not in tools.schemas:
+            short = name.removeprefix("functions.")
+            if short in tools.schemas:
+                name = short
+            else:
+                return refuse(_unknown_tool(name, tools))
+        schema = tools.schemas[name]
+    if att.xml:
+        props = schema.get("properties") if isinstance(schema, Mapping) else None
+        props = props if isinstance(props, Mapping) else {}
+        args = {k: text_to_value(v, props.get(k), schema) for k, v in att.arguments.items()}
+    else:
+        args = att.arguments
+    if schema is not None:
+        args = coerce(args, schema, schema)
+        problems = check(args, schema)
+        if problems:
+            return refuse(f"its arguments do not fit the tool's parameters: {'; '.join(problems)}")
+    return ToolCall(id=f"call_{index}", name=name, arguments=args)
+
+
+# ------------------------------------------------------------------------------------------------- parse
+
+
+def _clean(piece: str) -> str:
+    for tag in (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS):
+        if tag in piece:
+            piece = piece.replace(tag, "")
+    return piece.strip()
+
+
+def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
+    text = text.strip()
+    for tok in _END_TOKENS:
+        while text.endswith(tok):
+            text = text[: -len(tok)].rstrip()
+    attempts: list[_Attempt] = []
+    content: list[str] = []
+    reasoning: list[str] | None = None
+    for is_reasoning, segment in _split_reasoning(text):
+        found, pieces = _extract(segment)
+        if is_reasoning:
+            reasoning = [] if reasoning is None else reasoning
+            if segment.strip():
+                reasoning.append(segment.strip())
+            for att in found:
+                att.in_think = True
+        else:
+            content.extend(p for p in map(_clean, pieces) if p)
+        attempts.extend(found)
+    content_text = "\n\n".join(content)
+    if not attempts and tools is not None and content_text:
+        bare = _bare_json_calls(content_text, tools)
+        if bare:
+            attempts, content_text = bare, ""
+    calls: list[ToolCall] = []
+    errors: list[MalformedToolCall] = []
+    for index, att in enumerate(attempts):
+        result = _resolve(att, index, tools)
+        (calls if isinstance(result, ToolCall) else errors).append(result)  # type: ignore[arg-type]
+    return ParsedCompletion(
+        content=content_text,
+        reasoning=None if reasoning is None else "\n\n".join(reasoning),
+        tool_calls=calls,
+        errors=errors,
+    )
+
+
+def parse(text: str, *, family: Family | str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedCompletion:
+    """Parse one Qwen completion into content, reasoning, tool calls and refused calls.
+
+    Args:
+        text: the decoded completion (special tokens such as ``<|im_end|>`` may be left in).
+        family: ``"qwen2.5"``, ``"qwen3"`` or ``"qwen3-coder"``. Both call formats (Hermes JSON and
+            Qwen3-Coder XML) are read in every family; the family is checked so that a typo is caught.
+        tools: the OpenAI-shaped tool schemas offered to the model. When given, a call to an unknown tool or
+            with arguments that do not fit the tool's JSON schema is refused (listed in ``errors``), and
+            argument values are typed by the schema (``"5"`` → ``5`` for an integer parameter).
+
+    Repairs: single quotes, bare keys, trailing commas, Python literals (``True``/``False``/``None``),
+    a missing ``</tool_call>``, a missing ``}`` before ``</tool_call>``, several calls in a row, several
+    objects (or a JSON array of calls) in one block, ``arguments`` given as a JSON string or named
+    ``parameters``, ```json fences inside the block, a ``functions.`` name prefix, an unclosed
+    ``</parameter>``/``</function>``, and (with ``tools``) a bare JSON call object with no tags at all.
+
+    Refusals: a call inside ``<think>...</think>`` (reported, never returned as a call), text cut off inside
+    a call, JSON beyond repair, no ``name``, non-object arguments, unknown tool, schema violations.
+    A ``<think>`` never closed ends at the first tool call; a ``</think>`` with no opener (the prompt opened
+    the reasoning) makes everything before it reasoning. Call ids are ``call_<index>``, ``index`` counting
+    every attempted call (good, refused and in-reasoning) in order.
+
+    Never raises for any ``text``; raises ``ConfigError`` for an unknown ``family`` or malformed ``tools``.
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown Qwen family {family!r}", hint=f"use one of: {', '.join(FAMILIES)}")
+    compiled = _Tools.build(tools)
+    if not isinstance(text, str):
+        raise ConfigError(f"parse(text=...) must be a str, got {type(text).__name__}")
+    try:
+        return _parse(text, compiled)
+    except Exception as exc:  # a bug here must not take down a run: report it as a refused call
+        if _RAISE_INTERNAL_ERRORS:
+            raise
+        log.exception("internal error while parsing a Qwen completion")
+        return ParsedCompletion(
+            content=text,
+            errors=[
+                MalformedToolCall(
+                    index=0,
+                    raw=_clip(text),
+                    reason=f"The output could not be parsed (internal parser error: {type(exc).__name__}). "
+                    f"Write each tool call as:\n{_HERMES_SHAPE}",
+                )
+            ],
+        )
