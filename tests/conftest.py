@@ -1,0 +1,30 @@
+"""Shared pytest fixtures for the whole suite.
+
+``tiny_checkpoint`` / ``tiny_checkpoint_qwen3`` / ``tiny_checkpoint_qwen3_coder``: random-weight Qwen
+checkpoints with the real Qwen tokenizer and the project's chat templates, built once per test session
+(about a second each; the tokenizer itself is cached under the user cache dir after its first build).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _build(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
+    from tq_agents.models.qwen import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny-{family}"), family=family, shape="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny random-weight Qwen2.5 checkpoint (Qwen2ForCausalLM, 2 layers, hidden 64)."""
+    return _build(tmp_path_factory, "qwen2.5")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny random-weight Qwen3 checkpoint (Qwen3ForCausalLM, 2 layers, hidden 64)."""
+    return _build(tmp_path_factory, "qwen3")
