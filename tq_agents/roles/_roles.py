@@ -1,0 +1,200 @@
+"""Agent factories for the ready roles. Each returns an ``Agent`` with role instructions (``lang="en"`` or
+``"zh"``), a typed output and the role's tools.
+
+```python
+from tq_agents.roles import planner, coder, reviewer
+plan_agent = planner(model)                       # → Plan
+code_agent = coder(model, sandbox=my_sandbox)     # → CodeResult, runs code with run_python
+review_agent = reviewer(model, lang="zh")         # → Review
+```
+
+Every role agent is a ``RoleAgent``: when a tool-using turn is about to run out of tool rounds, or its
+answer could not be parsed, the next request sets ``tool_choice="none"``. Constrained backends then decode
+the typed answer under its JSON grammar, so even a weak (or random-weight) model ends its turn with a valid
+output instead of failing the turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tq_agents._tool import Tool
+from tq_agents.agent import Agent
+from tq_agents.messages import CodeResult, Plan, Review, SupportReply, Translation
+from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest
+from tq_agents.roles._instructions import instructions
+
+__all__ = ["RoleAgent", "coder", "guard", "planner", "reviewer", "support", "translator"]
+
+_RETRY_MARK = "Your answer could not be used"
+
+
+class RoleAgent(Agent):
+    """An ``Agent`` that forces its final typed answer (``tool_choice="none"``) once tools are spent or its
+    answer was refused: the turn ends with an output rather than a failure."""
+
+    def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
+        req = super()._request(messages, first)
+        if not self.tools or self._free_text:
+            return req
+        rounds = sum(1 for m in messages if m.role == "assistant" and m.tool_calls)
+        last = messages[-1] if messages else None
+        refused = last is not None and last.role == "user" and (last.content or "").startswith(_RETRY_MARK)
+        if rounds >= self.max_tool_iterations or refused:
+            req.tool_choice = "none"
+        return req
+
+
+def _agent(
+    name: str,
+    role: str,
+    lang: str,
+    model: ChatModel | None,
+    output_type: Any,
+    tools: Sequence[Tool] = (),
+    extra: str = "",
+    **kwargs: Any,
+) -> RoleAgent:
+    text = instructions(role, lang)
+    if extra:
+        text = f"{text}\n\n{extra.strip()}"
+    return RoleAgent(name, text, model=model, tools=tools, output_type=output_type, **kwargs)
+
+
+def planner(model: ChatModel | None = None, *, lang: str = "en", name: str = "planner", **kwargs: Any) -> RoleAgent:
+    """The planner: request → ``Plan`` (goal, ordered steps with acceptance criteria and a role each).
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        **kwargs: Passed to ``Agent`` (``max_tokens``, ``temperature``, ...).
+    """
+    kwargs.setdefault("max_tokens", 512)
+    return _agent(name, "planner", lang, model, Plan, **kwargs)
+
+
+def coder(
+    model: ChatModel | None = None,
+    *,
+    sandbox: Any = None,
+    tools: Sequence[Tool] | None = None,
+    lang: str = "en",
+    name: str = "coder",
+    max_fix_rounds: int = 3,
+    **kwargs: Any,
+) -> RoleAgent:
+    """The coder: task → ``CodeResult``. Writes code, runs it with the sandboxed ``run_python`` tool and fixes
+    failures, at most ``max_fix_rounds`` runs per turn.
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        sandbox: The sandbox ``run_python`` uses (default: ``default_sandbox()`` on first use).
+        tools: Replace the default tools (``run_python``).
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        max_fix_rounds: Tool rounds (code runs) per turn before the answer is forced.
+        **kwargs: Passed to ``Agent``.
+    """
+    if tools is None:
+        tools = [_run_python_tool(sandbox)]
+    kwargs.setdefault("max_tokens", 768)
+    return _agent(name, "coder", lang, model, CodeResult, tools, max_tool_iterations=max_fix_rounds, **kwargs)
+
+
+def _run_python_tool(sandbox: Any) -> Tool:
+    from tq_agents.tools import code as code_tools
+
+    factory = getattr(code_tools, "make_code_tools", None) or getattr(code_tools, "code_tools", None)
+    if sandbox is not None and factory is not None:
+        for t in factory(sandbox):
+            if t.name == "run_python":
+                return t
+    return code_tools.run_python  # type: ignore[no-any-return]
+
+
+def translator(
+    model: ChatModel | None = None,
+    *,
+    glossary: Mapping[str, str] | None = None,
+    lang: str = "en",
+    name: str = "translator",
+    **kwargs: Any,
+) -> RoleAgent:
+    """The translator: text → ``Translation``; keeps Markdown, code and placeholders; uses a glossary tool.
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        glossary: English term → Chinese term (default: a small e-commerce/software glossary).
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        **kwargs: Passed to ``Agent``.
+    """
+    from tq_agents.tools.text import text_tools
+
+    kwargs.setdefault("max_tokens", 768)
+    kwargs.setdefault("max_tool_iterations", 2)
+    return _agent(name, "translator", lang, model, Translation, text_tools(glossary), **kwargs)
+
+
+def reviewer(
+    model: ChatModel | None = None,
+    *,
+    lang: str = "en",
+    name: str = "reviewer",
+    focus: str = "",
+    **kwargs: Any,
+) -> RoleAgent:
+    """The reviewer: work → ``Review`` (``approve`` or ``revise`` with issues, severities, suggested fixes).
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        focus: Extra review instructions (what to check in this workflow).
+        **kwargs: Passed to ``Agent``.
+    """
+    kwargs.setdefault("max_tokens", 384)
+    return _agent(name, "reviewer", lang, model, Review, extra=focus, **kwargs)
+
+
+def support(
+    model: ChatModel | None = None,
+    *,
+    shop: Any = None,
+    tools: Sequence[Tool] | None = None,
+    lang: str = "en",
+    name: str = "support",
+    **kwargs: Any,
+) -> RoleAgent:
+    """The support agent: customer message → ``SupportReply`` (answer, actions taken, escalate flag).
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        shop: ``tq_agents.tools.commerce.Shop`` its tools query (default: the shop at ``default_shop_path()``).
+        tools: Replace the default commerce tools.
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        **kwargs: Passed to ``Agent``.
+    """
+    if tools is None:
+        from tq_agents.tools.commerce import commerce_tools
+
+        tools = commerce_tools(shop)
+    kwargs.setdefault("max_tokens", 384)
+    kwargs.setdefault("max_tool_iterations", 3)
+    return _agent(name, "support", lang, model, SupportReply, tools, **kwargs)
+
+
+def guard(model: ChatModel | None = None, *, lang: str = "en", name: str = "guard", **kwargs: Any) -> RoleAgent:
+    """A reviewer for support replies (policy, no PII, customer's language) → ``Review``.
+
+    Args:
+        model: Chat model; ``None`` uses the workflow's model.
+        lang: Instruction language, ``en`` or ``zh``.
+        name: Node name.
+        **kwargs: Passed to ``Agent``.
+    """
+    kwargs.setdefault("max_tokens", 256)
+    return _agent(name, "guard", lang, model, Review, **kwargs)
