@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tq_agents.errors import ConfigError
 from tq_agents.models.qwen import ADDED_TOKENS, load_qwen_tokenizer
@@ -77,3 +83,59 @@ def test_fresh_object_each_call() -> None:
     assert a is not b
     a.add_tokens(["<my_marker>"])
     assert len(b.encode("<my_marker>")) > 1
+
+
+# --- llama.cpp's Qwen2 tokenizer test vectors (strings and reference ids, see the data file's "source") ---
+
+_VECTORS = json.loads((Path(__file__).parent / "data" / "llama_cpp_qwen2_vocab.json").read_text(encoding="utf-8"))
+
+
+def test_vector_file_is_complete() -> None:
+    assert len(_VECTORS["cases"]) == 43
+    assert any("\u200d" in c["text"] for c in _VECTORS["cases"])  # the ZWJ emoji sequence survived
+
+
+@pytest.mark.parametrize("case", _VECTORS["cases"], ids=lambda c: repr(c["text"][:24]))
+def test_llama_cpp_qwen2_vectors(tok, case: dict) -> None:
+    assert tok.encode(case["text"]) == case["ids"]
+    assert tok.decode(case["ids"]) == case["text"]
+
+
+# --- decode(encode(x)) == NFC(x) on a generated corpus (Chinese, emoji, code, control and markup text) ---
+
+_FRAGMENTS = [
+    "def f(x):\n    return x ** 2\n",
+    "for (int i = 0; i < n; ++i) { a[i] += b[i]; }",
+    '{"name": "get_weather", "arguments": {"city": "北京"}}',
+    "<tool_call>",
+    "</tool_call>",
+    "<think>\n",
+    "<|im_end|>",
+    "我想在apple工作1314151天～",
+    "😶\u200d🌫️🦙🚀✅",
+    "\t\r\n  \n",
+    "Führer ½ нещо",
+    "'s 'RE 'll",
+    "🇨🇳👨\u200d👩\u200d👧",
+]
+_CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
+_EMOJI = st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF)
+_ANY = st.characters(blacklist_categories=("Cs",))
+_CORPUS = st.lists(
+    st.one_of(
+        st.sampled_from(_FRAGMENTS),
+        st.text(alphabet=_ANY, max_size=20),
+        st.text(alphabet=_CJK, max_size=12),
+        st.text(alphabet=_EMOJI, max_size=6),
+        st.text(alphabet=st.sampled_from(list(" \n\t{}[]()<>|'\"=:;,.0123456789abcXYZ_")), max_size=30),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_CORPUS)
+def test_decode_encode_identity(tok, text: str) -> None:
+    ids = tok.encode(text)
+    assert all(0 <= i < 151669 for i in ids)
+    assert tok.decode(ids) == unicodedata.normalize("NFC", text)
