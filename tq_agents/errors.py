@@ -5,7 +5,8 @@ TQError                                  base of everything raised by tq_agents
 ├── UserError                            the application developer's mistake (fix the code/config)
 │   ├── WorkflowValidationError          a workflow graph failed validate(); `.problems` lists each one
 │   ├── ToolDefinitionError              @tool applied to something it cannot describe
-│   └── ConfigError                      bad option value, unknown workflow name, bad model id, ...
+│   ├── ConfigError                      bad option value, unknown workflow name, bad model id, ...
+│   └── ChatFormatError                  messages/tools that cannot be rendered into a Qwen prompt
 ├── ModelError                           a model backend failed
 │   ├── ModelUnavailableError            model cannot be loaded/reached (offline and uncached, bad path)
 │   ├── TransientModelError              worth retrying: 429, 5xx, connection reset, timeout
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentTurnError",
+    "ChatFormatError",
     "ConfigError",
     "ModelError",
     "ModelRequestError",
@@ -81,6 +83,10 @@ class ToolDefinitionError(UserError):
 
 class ConfigError(UserError):
     """A bad option: unknown workflow name, malformed model id, conflicting flags."""
+
+
+class ChatFormatError(UserError):
+    """Chat messages or tool schemas that cannot be rendered into a Qwen prompt (says which one and why)."""
 
 
 class ModelError(TQError):
