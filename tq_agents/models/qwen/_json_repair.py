@@ -12,6 +12,7 @@ fails. ``repairs`` lists what was tolerated, for diagnostics and tests.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["LenientJSONError", "decode_lenient", "loads_lenient"]
@@ -31,6 +32,9 @@ _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "True":
 _PY_LITERALS = {"True", "False", "None"}
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _NUM_CHARS = set("0123456789+-.eE")
+_DQ_SPECIAL = re.compile(r'["\\]')
+_SQ_SPECIAL = re.compile(r"['\\]")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 
 
 class LenientJSONError(ValueError):
@@ -130,11 +134,11 @@ class _Reader:
         out: list[str] = []
         while True:
             # copy the run up to the next quote or backslash in one slice
-            q = text.find(quote, p)
-            b = text.find("\\", p)
-            if q < 0 and b < 0:
+            m = (_DQ_SPECIAL if quote == '"' else _SQ_SPECIAL).search(text, p)
+            if m is None:
                 raise self.fail("a string was never closed", start, truncated=True)
-            if b >= 0 and (q < 0 or b < q):
+            q = b = m.start()
+            if text[b] == "\\":
                 out.append(text[p:b])
                 if b + 1 >= n:
                     raise self.fail("a string was never closed", start, truncated=True)
@@ -144,18 +148,14 @@ class _Reader:
                     p = b + 2
                 elif e == "u":
                     hexdigits = text[b + 2 : b + 6]
-                    if len(hexdigits) < 4:
+                    if len(hexdigits) < 4 and b + 6 >= n:
                         raise self.fail("a string was never closed", start, truncated=True)
-                    try:
-                        code = int(hexdigits, 16)
-                    except ValueError:
-                        raise self.fail("bad \\u escape in a string", b) from None
+                    if not _HEX4.fullmatch(hexdigits):
+                        raise self.fail("bad \\u escape in a string", b)
+                    code = int(hexdigits, 16)
                     p = b + 6
-                    if 0xD800 <= code < 0xDC00 and text.startswith("\\u", p):
-                        try:
-                            low = int(text[p + 2 : p + 6], 16)
-                        except ValueError:
-                            low = -1
+                    if 0xD800 <= code < 0xDC00 and text.startswith("\\u", p) and _HEX4.fullmatch(text[p + 2 : p + 6]):
+                        low = int(text[p + 2 : p + 6], 16)
                         if 0xDC00 <= low < 0xE000:
                             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                             p += 6

@@ -42,6 +42,8 @@ _FN_CLOSE, _P_CLOSE = "</function>", "</parameter>"
 _OPENER_RE = re.compile(r"<tool_call>|<function=")
 _FN_RE = re.compile(r"<function=([^>\n]{0,200})>")
 _PARAM_RE = re.compile(r"<parameter=([^>\n]{0,200})>")
+_TAG_RE = re.compile(r"</?tool_call>")
+_PARAM_END_RE = re.compile(r"</parameter>|<parameter=|</function>|</?tool_call>|<function=")
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _WS = " \t\r\n"
 _SEPARATORS = " \t\r\n,;}]`"
@@ -127,10 +129,8 @@ def _skip_ws(text: str, p: int) -> int:
 
 def _next_tag(text: str, p: int) -> int:
     """Index of the next ``</tool_call>`` or ``<tool_call>`` at/after p, or len(text)."""
-    a = text.find(_TC_CLOSE, p)
-    b = text.find(_TC_OPEN, p)
-    cands = [x for x in (a, b) if x >= 0]
-    return min(cands) if cands else len(text)
+    m = _TAG_RE.search(text, p)
+    return len(text) if m is None else m.start()
 
 
 def _clip(raw: str) -> str:
@@ -231,18 +231,12 @@ def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
 
 def _param_end(text: str, p: int) -> tuple[int, int]:
     """End of a parameter value starting at p: (value_end, resume). (-1, len) if the text ends inside it."""
-    close = text.find(_P_CLOSE, p)
-    limit = close if close >= 0 else len(text)
-    early = -1
-    for tag in ("<parameter=", _FN_CLOSE, _TC_CLOSE, "<function=", _TC_OPEN):
-        i = text.find(tag, p, limit)
-        if i >= 0 and (early < 0 or i < early):
-            early = i
-    if early >= 0:
-        return early, early  # unclosed </parameter>: the value ends at the next tag
-    if close >= 0:
-        return close, close + len(_P_CLOSE)
-    return -1, len(text)
+    m = _PARAM_END_RE.search(text, p)
+    if m is None:
+        return -1, len(text)
+    if m.group() == _P_CLOSE:
+        return m.start(), m.end()
+    return m.start(), m.start()  # unclosed </parameter>: the value ends at the next tag
 
 
 def _read_xml(text: str, p: int, found: list[_Attempt], wrapped: bool) -> int:
@@ -455,10 +449,14 @@ def _resolve(att: _Attempt, index: int, tools: _Tools | None) -> ToolCall | Malf
 
 
 def _clean(piece: str) -> str:
-    for tag in (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS):
-        if tag in piece:
-            piece = piece.replace(tag, "")
-    return piece.strip()
+    """Drop stray closing tags and end tokens from a content piece (repeatedly: removals can form new ones)."""
+    while True:
+        before = piece
+        for tag in (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS):
+            if tag in piece:
+                piece = piece.replace(tag, "")
+        if piece == before:
+            return piece.strip()
 
 
 def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
