@@ -205,11 +205,13 @@ def tool_call_grammar(
     tool_call_ids: tuple[int, int] = (151657, 151658),
     think_ids: tuple[int, int] | None = None,
     lazy: bool = False,
+    alt_schema: Mapping[str, Any] | None = None,
 ) -> str:
     """Lark grammar for one or more ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` blocks.
 
     ``choice``: ``"required"``/``"auto"`` (any tool, 1..max_calls calls) or a tool name (exactly one call of it).
     ``lazy=True``: the grammar starts *after* an already emitted ``<tool_call>`` token (used by ``auto``).
+    ``alt_schema``: instead of calls, the completion may be one JSON value of this schema (an agent's output type).
     """
     funcs = [t.get("function", t) for t in tools]
     if choice not in ("required", "auto"):
@@ -248,6 +250,10 @@ def tool_call_grammar(
     prefix, think_rules = _think_prefix(limits, think_ids)
     if lazy:
         start = f"start: body {more}"
+    elif alt_schema is not None:
+        cap = _string_cap(alt_schema, budget, limits)
+        lines.append(f"value: {_json_rule(bound_schema(alt_schema, cap, limits))}")
+        start = f"start: {prefix}(call {more} | value)"
     else:
         start = f"start: {prefix}call {more}"
     return "%llguidance {}\n" + start.rstrip() + "\n" + "\n".join(lines) + "\n" + think_rules
@@ -397,10 +403,21 @@ class GrammarCompiler:
         return LLGuidanceConstraint(self.matcher(grammar), self.vocab_size, self.eos_id)
 
     def tool_calls(
-        self, tools: Sequence[Mapping[str, Any]], choice: str, limits: GrammarLimits
+        self,
+        tools: Sequence[Mapping[str, Any]],
+        choice: str,
+        limits: GrammarLimits,
+        alt_schema: Mapping[str, Any] | None = None,
     ) -> tuple[str, LLGuidanceConstraint | LazyToolCallConstraint]:
-        """(grammar text, constraint) for a tool choice: ``required``, a tool name, or ``auto`` (lazy)."""
+        """(grammar text, constraint) for a tool choice: ``required``, a tool name, or ``auto`` (lazy; with
+        ``alt_schema``: calls or one JSON value of that schema)."""
         think = self.think_ids if limits.think_chars > 0 else None
+        if choice == "auto" and alt_schema is not None:
+            ids = self.tool_call_ids
+            grammar = tool_call_grammar(
+                tools, choice="auto", limits=limits, tool_call_ids=ids, think_ids=think, alt_schema=alt_schema
+            )
+            return grammar, self.constraint(grammar)
         if choice == "auto":
             ids = self.tool_call_ids
             grammar = tool_call_grammar(tools, choice="auto", limits=limits, tool_call_ids=ids, lazy=True)

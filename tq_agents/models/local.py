@@ -256,11 +256,11 @@ class LocalQwen:
             elif schema is not None and (choice == "none" or not request.tools):
                 mode = "json"
             elif request.tools and choice == "auto":
-                mode = "lazy_calls"
+                mode = "lazy_calls" if schema is None else "calls_or_json"
         elif self.constrain and request.tools and choice != "none":
             log.warning("no grammar for the Qwen3-Coder XML call format yet: decoding tool calls unconstrained")
         thinking = request.enable_thinking
-        if self.family != "qwen2.5" and mode in ("calls", "json") and thinking is None:
+        if self.family != "qwen2.5" and mode in ("calls", "json", "calls_or_json") and thinking is None:
             thinking = False  # constrained turns answer directly unless thinking is asked for
         text = self.render(request, enable_thinking=thinking)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -273,6 +273,8 @@ class LocalQwen:
             grammar, constraint = self._compiler().json_output(schema, limits)
         elif mode == "lazy_calls":
             grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits)
+        elif mode == "calls_or_json":
+            grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits, alt_schema=schema)
         if constraint is None and choice == "none" and request.tools and isinstance(self._tool_open, int):
             constraint = _BanTokens([self._tool_open])
         return PreparedPrompt(text, ids, constraint, grammar, max_new, thinking)
