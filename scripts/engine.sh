@@ -34,7 +34,9 @@ start() {
     if alive; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; sleep 0.5; fi
     rm -f "$SOCK"
     # setsid: the service outlives this script but not a `stop`; its output goes to a log file.
-    setsid podman --runtime runc --cgroup-manager=cgroupfs --log-level=warning \
+    # env -i: the service starts with a clean environment, so nothing of the caller's (tokens, proxies)
+    # can reach a container through podman's environment pass-through.
+    setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="${HOME:-/root}" podman --runtime runc --cgroup-manager=cgroupfs --log-level=warning \
       system service --time=0 "unix://$SOCK" >"$LOG" 2>&1 < /dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 150); do
