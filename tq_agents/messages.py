@@ -15,7 +15,9 @@ payload fields are what a model produces for a structured output type (see ``Mes
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -48,8 +50,15 @@ _REGISTRY: dict[str, type[Message]] = {}
 _SCHEMA_CACHE: dict[type[Message], dict[str, Any]] = {}
 
 
+_ids: list[Any] = [None, "", None]  # pid, prefix, counter
+
+
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    """A unique id: a random per-process prefix and a counter (cheaper than uuid4 on the hot path)."""
+    pid = os.getpid()
+    if _ids[0] != pid:
+        _ids[:] = [pid, uuid.uuid4().hex[:16], itertools.count()]
+    return f"{_ids[1]}{next(_ids[2]):08x}"
 
 
 def _now() -> datetime:

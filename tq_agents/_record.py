@@ -1,0 +1,102 @@
+"""Reading a run's event log back: per-turn records used by resume and replay."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import to_json
+
+from tq_agents.events import (
+    Event,
+    InputDropped,
+    MessageEmitted,
+    ModelCallFinished,
+    ModelCallStarted,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+    ToolCallFinished,
+    event_from_stored,
+)
+from tq_agents.messages import Message
+from tq_agents.models.base import ChatRequest, ChatResponse
+from tq_agents.store import RunStore
+
+__all__ = ["RunRecord", "TurnRecord", "request_hash"]
+
+
+def request_hash(request: ChatRequest) -> str:
+    """A stable fingerprint of what a request asks (messages, tools, output format, sampling), for replay."""
+    parts = [
+        request.agent or "",
+        request.tool_choice,
+        ",".join(request.tool_names()),
+        request.response_format["json_schema"]["name"] if request.response_format else "",
+        repr((request.max_tokens, request.temperature, request.top_p, request.seed, request.enable_thinking)),
+    ]
+    for m in request.messages:
+        parts.append(m.role)
+        parts.append(m.content or "")
+        if m.tool_calls:
+            parts.append(to_json([c.to_openai() for c in m.tool_calls]).decode())
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class TurnRecord:
+    """What the log holds about one turn."""
+
+    turn_id: str
+    node: str
+    visit: int
+    inputs: list[str]
+    request_hashes: dict[int, str] = field(default_factory=dict)
+    responses: dict[int, ChatResponse] = field(default_factory=dict)
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: list[Message] = field(default_factory=list)
+    finished: NodeFinished | None = None
+
+
+@dataclass
+class RunRecord:
+    """A run's log as typed events plus per-turn records."""
+
+    run_id: str
+    events: list[Event]
+    started: RunStarted | None = None
+    finished: RunFinished | None = None
+    turns: dict[str, TurnRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: RunStore, run_id: str) -> RunRecord:
+        """Load ``run_id`` from ``store`` (``RunNotFoundError`` if unknown)."""
+        events: list[Event] = []
+        for row in store.load_events(run_id):
+            ev = event_from_stored(row.run_id, row.seq, row.ts, row.kind, row.payload)
+            if ev is not None:
+                events.append(ev)
+        rec = cls(run_id=run_id, events=events)
+        for ev in events:
+            if isinstance(ev, RunStarted):
+                rec.started = ev
+            elif isinstance(ev, RunFinished):
+                rec.finished = ev
+            elif isinstance(ev, NodeStarted):
+                rec.turns[ev.turn_id] = TurnRecord(ev.turn_id, ev.node, ev.visit, list(ev.inputs))
+            elif isinstance(ev, ModelCallStarted) and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].request_hashes[ev.index] = ev.request_hash
+            elif isinstance(ev, ModelCallFinished) and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].responses[ev.index] = ev.response
+            elif isinstance(ev, ToolCallFinished) and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].tools[ev.key] = ev.result
+            elif isinstance(ev, MessageEmitted) and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].outputs.append(ev.message)
+            elif isinstance(ev, NodeFinished) and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].finished = ev
+        return rec
+
+    def dropped(self) -> list[InputDropped]:
+        return [e for e in self.events if isinstance(e, InputDropped)]

@@ -1,0 +1,239 @@
+"""Typed run events. Every event is appended to the run store; the caller's stream gets it once durable.
+
+```python
+run = workflow.start("hello", store=SQLiteRunStore("runs.sqlite"))
+async for ev in run.events():
+    match ev:
+        case NodeStarted(node=n): ...
+        case ModelCallFinished(tokens_per_s=tps): ...
+        case RunFinished(status=s): ...
+```
+
+``Event.to_dict()`` gives a JSON-able dict (``kind``, ``run_id``, ``seq``, ``ts`` and the fields) for ``--json``
+output; ``event_from_stored`` rebuilds the typed event from a stored row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import pydantic_core
+
+from tq_agents.messages import Message
+from tq_agents.models.base import ChatResponse
+
+__all__ = [
+    "Event",
+    "InputDropped",
+    "MessageEmitted",
+    "ModelCallFailed",
+    "ModelCallFinished",
+    "ModelCallStarted",
+    "NodeFinished",
+    "NodeStarted",
+    "RunFinished",
+    "RunResumed",
+    "RunStarted",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "event_from_stored",
+]
+
+_EVENT_TYPES: dict[str, type[Event]] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_ENVELOPE = ("run_id", "seq", "ts")
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Base of all run events. ``seq`` is the position in the run's log (set when appended)."""
+
+    kind: ClassVar[str] = "Event"
+    run_id: str
+    seq: int = 0
+    ts: float = field(default_factory=time.time)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:  # no super(): slotted dataclasses re-create the class
+        cls.kind = cls.__name__
+        _EVENT_TYPES[cls.__name__] = cls
+
+    def payload(self) -> dict[str, Any]:
+        """The fields other than run_id/seq/ts (what the store keeps as the payload)."""
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = tuple(f.name for f in fields(self) if f.name not in _ENVELOPE)
+            _FIELD_NAMES[type(self)] = names
+        return {n: getattr(self, n) for n in names}
+
+    def to_json(self) -> str:
+        """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
+        head = {"kind": self.kind, "run_id": self.run_id, "seq": self.seq, "ts": self.ts}
+        return pydantic_core.to_json({**head, **self.payload()}).decode()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of ``to_json``."""
+        return json.loads(self.to_json())  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
+        """Rebuild from a stored payload (subclasses decode nested objects)."""
+        return cls(run_id=run_id, seq=seq, ts=ts, **payload)
+
+
+@dataclass(slots=True, kw_only=True)
+class RunStarted(Event):
+    """A run began. ``input`` is the input message (``Message.to_dict``)."""
+
+    workflow: str
+    input: dict[str, Any]
+    entries: list[str]
+    budgets: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class RunResumed(Event):
+    """A crashed/interrupted run continues; ``rerun`` lists in-flight turns that run again."""
+
+    rerun: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeStarted(Event):
+    """A turn of ``node`` began (``turn_id`` = ``node:visit``) on the messages ``inputs`` (ids)."""
+
+    node: str
+    turn_id: str
+    visit: int
+    inputs: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelCallStarted(Event):
+    """Model call ``index`` of a turn was sent. ``request_hash`` identifies the request for replay."""
+
+    node: str
+    turn_id: str
+    index: int
+    request_hash: str
+    prompt_messages: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelCallFinished(Event):
+    """A model call answered with ``response``."""
+
+    node: str
+    turn_id: str
+    index: int
+    response: ChatResponse
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_s: float = 0.0
+    tokens_per_s: float = 0.0
+
+    @classmethod
+    def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
+        payload = dict(payload)
+        payload["response"] = ChatResponse.model_validate(payload["response"])
+        return cls(run_id=run_id, seq=seq, ts=ts, **payload)
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelCallFailed(Event):
+    """A model call raised; ``will_retry`` tells whether it is tried again."""
+
+    node: str
+    turn_id: str
+    index: int
+    attempt: int
+    error: str
+    will_retry: bool
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallStarted(Event):
+    """A tool call is about to run (``key`` identifies it within the run)."""
+
+    node: str
+    turn_id: str
+    key: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallFinished(Event):
+    """A tool call ended; ``result`` is the ``ToolResult``/``ToolError`` as a dict."""
+
+    node: str
+    turn_id: str
+    key: str
+    tool: str
+    ok: bool
+    result: dict[str, Any]
+
+
+@dataclass(slots=True, kw_only=True)
+class MessageEmitted(Event):
+    """A node produced ``message`` (stored with its ``type_name`` so it loads as the same subclass)."""
+
+    node: str
+    turn_id: str
+    message: Message
+
+    def payload(self) -> dict[str, Any]:
+        return {"node": self.node, "turn_id": self.turn_id, "message": self.message, "type": self.message.type_name}
+
+    @classmethod
+    def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
+        msg = Message.from_dict({**payload["message"], "type": payload["type"]})
+        return cls(run_id=run_id, seq=seq, ts=ts, node=payload["node"], turn_id=payload["turn_id"], message=msg)
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeFinished(Event):
+    """A turn ended. ``status``: completed | failed. ``routed``: [target, message id] pairs sent along edges."""
+
+    node: str
+    turn_id: str
+    status: str
+    reason: str = ""
+    outputs: list[str] = field(default_factory=list)
+    routed: list[list[str]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class InputDropped(Event):
+    """Messages for ``node`` were not used: a visit bound (maybe redirected) or a late ``any`` arrival."""
+
+    node: str
+    messages: list[str]
+    reason: str
+    redirected_to: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RunFinished(Event):
+    """The run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline."""
+
+    status: str
+    reason: str = ""
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    output: str | None = None
+    duration_s: float = 0.0
+
+
+def event_from_stored(run_id: str, seq: int, ts: float, kind: str, payload: dict[str, Any]) -> Event | None:
+    """The typed event for a stored row, or ``None`` for kinds that are not core events (e.g. backends')."""
+    cls = _EVENT_TYPES.get(kind)
+    if cls is None:
+        return None
+    return cls.from_payload(run_id, seq, ts, payload)

@@ -1,0 +1,417 @@
+"""``Workflow``: a graph of agents and functions on ``networkx.DiGraph``, validated before it runs.
+
+```python
+wf = (
+    Workflow("plan-code-review", model=model)
+    .add_node(planner)                                   # an Agent: its name is the node name
+    .add_node(coder, max_visits=3, on_exhausted="report")
+    .add_node(reviewer)
+    .add_node("report", make_report)                     # an (async) function: Message -> Message | None
+    .add_edge("planner", "coder")
+    .add_edge("coder", "reviewer")
+    .add_edge("reviewer", "coder", condition=lambda r: r.verdict == "revise")
+    .add_edge("reviewer", "report", condition=lambda r: r.verdict == "approve")
+    .set_entry("planner")
+)
+result = wf.run_sync("Write a function that adds two numbers")
+```
+
+Builders return ``self``. ``validate()`` raises ``WorkflowValidationError`` whose ``problems`` name each bad
+node or edge. ``run`` / ``run_sync`` / ``start`` validate first (see ``tq_agents.scheduler``).
+
+Joins: a node with several predecessors fires on ``all`` (default: one message from each predecessor that can
+still send one) or ``any`` (the first arrival; later arrivals of the same round are dropped, not re-fired).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+
+import networkx as nx
+
+from tq_agents.agent import Agent
+from tq_agents.errors import WorkflowValidationError
+from tq_agents.messages import Message, TextMessage
+
+if TYPE_CHECKING:
+    from tq_agents.models.base import ChatModel
+    from tq_agents.scheduler import Run, RunResult
+    from tq_agents.store import RunStore
+
+__all__ = ["EdgeSpec", "Join", "NodeSpec", "Workflow"]
+
+Join = Literal["all", "any"]
+Condition = Callable[[Any], bool]
+
+
+def _message_types(annotation: Any) -> tuple[tuple[type[Message], ...], bool]:
+    """(message types, is_list) from an annotation; unknown → (Message,)."""
+    if annotation is inspect.Parameter.empty or annotation is Any or annotation is None:
+        return (Message,), False
+    origin = get_origin(annotation)
+    if origin in (list, Sequence, typing.Sequence) or (
+        origin is not None and inspect.isclass(origin) and issubclass(origin, (list, tuple))
+    ):
+        inner, _ = _message_types(get_args(annotation)[0] if get_args(annotation) else Any)
+        return inner, True
+    if origin in (Union, types.UnionType):
+        out: list[type[Message]] = []
+        is_list = False
+        for a in get_args(annotation):
+            if a is type(None):
+                continue
+            t, lst = _message_types(a)
+            out.extend(t)
+            is_list = is_list or lst
+        return tuple(out) or (Message,), is_list
+    if annotation is str:
+        return (TextMessage,), False
+    if inspect.isclass(annotation) and issubclass(annotation, Message):
+        return (annotation,), False
+    return (Message,), False
+
+
+def _compatible(a: type[Message], b: type[Message]) -> bool:
+    return issubclass(a, b) or issubclass(b, a)
+
+
+@dataclass(slots=True)
+class NodeSpec:
+    """One node: an ``Agent`` or a function, with its join rule and visit bound."""
+
+    name: str
+    agent: Agent | None = None
+    fn: Callable[..., Any] | None = None
+    join: Join = "all"
+    max_visits: int | None = None
+    on_exhausted: str | None = None
+    input_types: tuple[type[Message], ...] = (Message,)
+    output_types: tuple[type[Message], ...] = (Message,)
+    takes_list: bool = False
+    is_async: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "agent" if self.agent is not None else "function"
+
+
+@dataclass(slots=True)
+class EdgeSpec:
+    """An edge: optional ``condition`` on the message and optional ``message_type`` filter."""
+
+    source: str
+    target: str
+    condition: Condition | None = None
+    message_type: type[Message] | tuple[type[Message], ...] | None = None
+    label: str | None = None
+
+    def describe(self) -> str:
+        return f"edge {self.source} → {self.target}"
+
+
+@dataclass
+class _Problems:
+    items: list[str] = field(default_factory=list)
+
+
+class Workflow:
+    """A mutable builder of a workflow graph. See the module docstring for an example.
+
+    Args:
+        name: Workflow name (recorded with each run).
+        model: Default ``ChatModel`` for agents that have none.
+        description: One line shown by ``tq list``.
+    """
+
+    def __init__(self, name: str = "workflow", *, model: ChatModel | None = None, description: str = "") -> None:
+        self.name = name
+        self.model = model
+        self.description = description
+        self.graph: nx.DiGraph = nx.DiGraph()
+        self.entries: list[str] = []
+        self._build_problems: list[str] = []
+        self._validated_version: int | None = None
+        self._version = 0
+
+    # ---- building -------------------------------------------------------------------------------
+    def add_node(
+        self,
+        node: Agent | str,
+        fn: Callable[..., Any] | None = None,
+        *,
+        join: Join = "all",
+        max_visits: int | None = None,
+        on_exhausted: str | None = None,
+    ) -> Workflow:
+        """Add an ``Agent`` (named by its ``name``), or a function under a name: ``add_node("report", fn)``.
+
+        A function takes one message (or ``list[...]`` of messages for joins) and returns a ``Message``,
+        a list of them, a ``str`` (→ ``TextMessage``) or ``None`` (no output). Annotations set its types.
+
+        Args:
+            join: ``"all"`` or ``"any"`` (see module docstring).
+            max_visits: At most this many turns of the node in one run (required on cycles).
+            on_exhausted: When the bound is hit, send the inputs to this node instead of dropping them.
+        """
+        self._version += 1
+        if isinstance(node, Agent):
+            if fn is not None:
+                self._build_problems.append(f"node {node.name!r}: pass either an Agent or a name and a function")
+            spec = NodeSpec(name=node.name, agent=node, output_types=(node.output_type,))
+        elif isinstance(node, str) and fn is not None and callable(fn):
+            spec = self._function_spec(node, fn)
+        else:
+            self._build_problems.append(
+                f"node {node!r}: expected an Agent, or a name and a function (add_node('name', fn))"
+            )
+            return self
+        spec.join, spec.max_visits, spec.on_exhausted = join, max_visits, on_exhausted
+        if join not in ("all", "any"):
+            self._build_problems.append(f"node {spec.name!r}: join must be 'all' or 'any', got {join!r}")
+        if max_visits is not None and max_visits < 1:
+            self._build_problems.append(f"node {spec.name!r}: max_visits must be >= 1, got {max_visits}")
+        if spec.name in self.graph:
+            self._build_problems.append(f"node {spec.name!r}: duplicate name (each node needs a unique name)")
+            return self
+        self.graph.add_node(spec.name, spec=spec)
+        return self
+
+    def _function_spec(self, name: str, fn: Callable[..., Any]) -> NodeSpec:
+        sig = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            hints = {}
+        params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(params) != 1:
+            self._build_problems.append(f"node {name!r}: a function node takes exactly one parameter (its input)")
+            in_types, takes_list = (Message,), False
+        else:
+            in_types, takes_list = _message_types(hints.get(params[0].name, params[0].annotation))
+        out_types, _ = _message_types(hints.get("return", sig.return_annotation))
+        return NodeSpec(
+            name=name,
+            fn=fn,
+            input_types=in_types,
+            output_types=out_types,
+            takes_list=takes_list,
+            is_async=inspect.iscoroutinefunction(fn),
+        )
+
+    def add_edge(
+        self,
+        source: str,
+        target: str,
+        *,
+        condition: Condition | None = None,
+        message_type: type[Message] | tuple[type[Message], ...] | None = None,
+        label: str | None = None,
+    ) -> Workflow:
+        """Route ``source``'s output messages to ``target`` when ``message_type`` matches and ``condition`` holds."""
+        self._version += 1
+        if condition is not None and not callable(condition):
+            self._build_problems.append(f"edge {source} → {target}: condition must be callable")
+            condition = None
+        if self.graph.has_edge(source, target):
+            self._build_problems.append(f"edge {source} → {target}: duplicate edge")
+            return self
+        for end in (source, target):
+            if end not in self.graph:
+                self._build_problems.append(f"edge {source} → {target}: unknown node {end!r} (add_node it first)")
+                return self
+        self.graph.add_edge(source, target, spec=EdgeSpec(source, target, condition, message_type, label))
+        return self
+
+    def set_entry(self, *names: str) -> Workflow:
+        """The node(s) that receive the run input. Default: every node without predecessors."""
+        self._version += 1
+        self.entries = list(names)
+        return self
+
+    # ---- reading --------------------------------------------------------------------------------
+    def node(self, name: str) -> NodeSpec:
+        return self.graph.nodes[name]["spec"]  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[NodeSpec]:
+        return [d["spec"] for _, d in self.graph.nodes(data=True)]
+
+    def edges(self) -> list[EdgeSpec]:
+        return [d["spec"] for _, _, d in self.graph.edges(data=True)]
+
+    def entry_nodes(self) -> list[str]:
+        if self.entries:
+            return list(self.entries)
+        return [n for n in self.graph.nodes if self.graph.in_degree(n) == 0]
+
+    # ---- validation -----------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Every problem ``validate()`` would report, one line each naming the node or edge."""
+        out = list(self._build_problems)
+        g = self.graph
+        if not g.nodes:
+            return [*out, "workflow has no nodes (add_node first)"]
+        entries = self.entry_nodes()
+        for e in entries:
+            if e not in g:
+                out.append(f"entry {e!r}: unknown node")
+        entries = [e for e in entries if e in g]
+        if not entries:
+            out.append("no entry node: every node has a predecessor; call set_entry('name')")
+        else:
+            reach: set[str] = set(entries)
+            for e in entries:
+                reach |= nx.descendants(g, e)
+            for spec in self.nodes():
+                if spec.on_exhausted in g and spec.name in reach:
+                    reach |= {spec.on_exhausted} | nx.descendants(g, spec.on_exhausted)
+            for n in g.nodes:
+                if n not in reach:
+                    out.append(f"node {n!r}: unreachable from the entry node(s) {', '.join(entries)}")
+        for spec in self.nodes():
+            preds = list(g.predecessors(spec.name))
+            if spec.fn is not None and len(preds) > 1 and spec.join == "all" and not spec.takes_list:
+                out.append(
+                    f"node {spec.name!r}: joins {len(preds)} predecessors with 'all' but takes one message; "
+                    "annotate its parameter as list[...] or use join='any'"
+                )
+            if spec.on_exhausted is not None:
+                if spec.on_exhausted not in g:
+                    out.append(f"node {spec.name!r}: on_exhausted names unknown node {spec.on_exhausted!r}")
+                if spec.max_visits is None:
+                    out.append(f"node {spec.name!r}: on_exhausted needs max_visits")
+        for edge in self.edges():
+            out.extend(self._edge_type_problems(edge))
+        out.extend(self._cycle_problems())
+        return out
+
+    def _edge_type_problems(self, edge: EdgeSpec) -> list[str]:
+        src, dst = self.node(edge.source), self.node(edge.target)
+        produced = src.output_types
+        if edge.message_type is not None:
+            filt = edge.message_type if isinstance(edge.message_type, tuple) else (edge.message_type,)
+            bad = [f for f in filt if not (inspect.isclass(f) and issubclass(f, Message))]
+            if bad:
+                return [f"{edge.describe()}: message_type must be Message subclasses, got {bad!r}"]
+            if not any(_compatible(f, p) for f in filt for p in produced):
+                names = ", ".join(p.type_name for p in produced)
+                return [
+                    f"{edge.describe()}: filter {', '.join(f.type_name for f in filt)} never matches what "
+                    f"{edge.source!r} produces ({names})"
+                ]
+            produced = filt
+        if not any(_compatible(p, a) for p in produced for a in dst.input_types):
+            return [
+                f"{edge.describe()}: {edge.source!r} produces {', '.join(p.type_name for p in produced)} but "
+                f"{edge.target!r} accepts {', '.join(a.type_name for a in dst.input_types)}"
+            ]
+        return []
+
+    def _cycle_problems(self) -> list[str]:
+        out: list[str] = []
+        seen: set[frozenset[str]] = set()
+        for i, cycle in enumerate(nx.simple_cycles(self.graph)):
+            if i > 200:
+                break
+            key = frozenset(cycle)
+            if key in seen:
+                continue
+            seen.add(key)
+            path = " → ".join([*cycle, cycle[0]])
+            edges = [self.graph.edges[a, b]["spec"] for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)]
+            if not any(e.condition is not None for e in edges):
+                out.append(f"cycle {path}: no edge has a condition, so it never ends; add condition=... to one edge")
+            if not any(self.node(n).max_visits is not None for n in cycle):
+                out.append(f"cycle {path}: no node has a visit bound; add max_visits=N to one of its nodes")
+        return out
+
+    def validate(self) -> Workflow:
+        """Raise ``WorkflowValidationError`` listing every problem; return ``self`` when there is none."""
+        if self._validated_version == self._version:
+            return self
+        problems = self.problems()
+        if problems:
+            raise WorkflowValidationError(problems, hint="fix the listed nodes/edges; see Workflow docs")
+        self._validated_version = self._version
+        return self
+
+    # ---- export ---------------------------------------------------------------------------------
+    def to_mermaid(self) -> str:
+        """A Mermaid ``flowchart`` of the graph: entries, node kinds and output types, edge conditions."""
+
+        def nid(name: str) -> str:
+            return "n_" + "".join(c if c.isalnum() else "_" for c in name)
+
+        lines = ["flowchart TD", "    __start__((start))"]
+        for spec in self.nodes():
+            out = "/".join(t.type_name for t in spec.output_types)
+            extra = []
+            if spec.join == "any" and self.graph.in_degree(spec.name) > 1:
+                extra.append("join=any")
+            if spec.max_visits is not None:
+                extra.append(f"max {spec.max_visits}")
+            suffix = f" ({', '.join(extra)})" if extra else ""
+            shape = f'["{spec.name}<br/>{spec.kind} → {out}{suffix}"]'
+            lines.append(f"    {nid(spec.name)}{shape}")
+        for e in self.entry_nodes():
+            if e in self.graph:
+                lines.append(f"    __start__ --> {nid(e)}")
+        for edge in self.edges():
+            label = edge.label
+            if label is None and edge.condition is not None:
+                cname = getattr(edge.condition, "__name__", "condition")
+                label = "if" if cname == "<lambda>" else cname
+            if edge.message_type is not None:
+                types_ = edge.message_type if isinstance(edge.message_type, tuple) else (edge.message_type,)
+                tname = "|".join(t.type_name for t in types_)
+                label = f"{label} {tname}" if label else tname
+            arrow = f"-.->|{label}|" if edge.condition is not None else (f"-->|{label}|" if label else "-->")
+            lines.append(f"    {nid(edge.source)} {arrow} {nid(edge.target)}")
+        for spec in self.nodes():
+            if spec.on_exhausted in self.graph:
+                lines.append(f"    {nid(spec.name)} -.->|exhausted| {nid(spec.on_exhausted)}")
+        return "\n".join(lines)
+
+    # ---- running (see tq_agents.scheduler) -----------------------------------------------------------
+    def start(self, input: str | Message, **options: Any) -> Run:
+        """Validate and start a run in the running event loop; returns a ``Run`` handle at once.
+
+        Options are those of ``tq_agents.scheduler.Run``: ``store``, ``model``, ``max_turns``, ``max_tokens``,
+        ``deadline_s``, ``retry``, ``run_id``.
+        """
+        from tq_agents.scheduler import start_run
+
+        return start_run(self, input, **options)
+
+    async def run(
+        self,
+        input: str | Message,
+        *,
+        store: RunStore | str | None = None,
+        model: ChatModel | None = None,
+        max_turns: int | None = None,
+        max_tokens: int | None = None,
+        deadline_s: float | None = None,
+        **options: Any,
+    ) -> RunResult:
+        """Run to the end and return the ``RunResult`` (status, output, usage). Budgets end it with a status."""
+        run = self.start(
+            input,
+            store=store,
+            model=model,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+            deadline_s=deadline_s,
+            **options,
+        )
+        return await run.result()
+
+    def run_sync(self, input: str | Message, **options: Any) -> RunResult:
+        """``run`` for code outside an event loop (``asyncio.run`` underneath)."""
+        import asyncio
+
+        return asyncio.run(self.run(input, **options))

@@ -1,0 +1,838 @@
+"""The asyncio scheduler: runs a validated ``Workflow``, records every event, resumes and replays runs.
+
+```python
+result = await workflow.run("input", store="runs.sqlite", max_turns=20, deadline_s=60)
+run = workflow.start("input")                 # a Run handle, inside an event loop
+async for ev in run.events(): ...             # typed events, each only once durable in the store
+run.cancel()                                  # ends the run with status "cancelled"
+result = await tq_agents.resume(run_id, workflow, store)   # finish a crashed run
+report = await tq_agents.replay(run_id, workflow, store)   # re-execute with recorded model outputs
+```
+
+Ready nodes run concurrently (fan-out branches reach the model at the same time). A node runs one turn at a
+time. Budgets (``max_turns``, ``max_tokens``, ``deadline_s``) and cancellation end the run with a status —
+``completed | failed | cancelled | max_turns | max_tokens | deadline`` — never with an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from tq_agents._record import RunRecord, request_hash
+from tq_agents._tool import Tool, ToolError, ToolResult
+from tq_agents.agent import Agent, RetryPolicy, TurnContext
+from tq_agents.errors import RunError, TransientModelError, UserError
+from tq_agents.events import (
+    Event,
+    InputDropped,
+    MessageEmitted,
+    ModelCallFailed,
+    ModelCallFinished,
+    ModelCallStarted,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from tq_agents.messages import Message, TextMessage, UserInput
+from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse, ToolCall, Usage
+from tq_agents.store import RunStore, open_store
+
+if TYPE_CHECKING:
+    from tq_agents._replay import ReplaySource
+    from tq_agents.graph import EdgeSpec, NodeSpec, Workflow
+
+__all__ = ["Run", "RunResult", "resume", "start_run"]
+
+_INPUT = "__input__"
+_VISIT_BOUND = "visit bound reached"
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline."""
+
+    run_id: str
+    workflow: str
+    status: str
+    reason: str = ""
+    output: Message | None = None
+    messages: list[Message] = field(default_factory=list)
+    turns: int = 0
+    usage: Usage = field(default_factory=Usage)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class _Turn:
+    __slots__ = ("inputs", "node", "responses", "started", "task", "tools", "turn_id", "visit")
+
+    def __init__(self, node: str, visit: int, inputs: list[Message]) -> None:
+        self.node, self.visit, self.inputs = node, visit, inputs
+        self.turn_id = f"{node}:{visit}"
+        self.responses: dict[int, ChatResponse] = {}
+        self.tools: dict[str, dict[str, Any]] = {}
+        self.started = time.perf_counter()
+        self.task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Topology:
+    """Per-node graph facts, computed once per validated workflow version."""
+
+    spec: NodeSpec
+    preds: list[str]
+    out_edges: list[EdgeSpec]
+    reach: dict[str, set[str]]
+
+
+_TOPOLOGY_CACHE: dict[tuple[int, int], dict[str, _Topology]] = {}
+
+
+def _topology(wf: Workflow) -> dict[str, _Topology]:
+    key = (id(wf), wf._version)
+    topo = _TOPOLOGY_CACHE.get(key)
+    if topo is not None and all(t.spec is wf.node(n) for n, t in topo.items()):
+        return topo
+    g = wf.graph
+    topo = {}
+    for spec in wf.nodes():
+        preds = list(g.predecessors(spec.name))
+        reach: dict[str, set[str]] = {}
+        if spec.join == "all" and len(preds) > 1:
+            rest = g.subgraph([n for n in g.nodes if n != spec.name])
+            for p in preds:
+                reach[p] = {p} | nx.ancestors(rest, p)
+        out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
+        topo[spec.name] = _Topology(spec, preds, out, reach)
+    if len(_TOPOLOGY_CACHE) > 256:
+        _TOPOLOGY_CACHE.clear()
+    _TOPOLOGY_CACHE[key] = topo
+    return topo
+
+
+class _Node:
+    __slots__ = ("busy", "history", "inbox", "out_edges", "preds", "reach", "round_seen", "sink", "spec", "visits")
+
+    def __init__(self, topo: _Topology) -> None:
+        self.spec = topo.spec
+        self.preds = topo.preds
+        self.out_edges = topo.out_edges
+        self.reach = topo.reach
+        self.sink = not self.out_edges
+        self.visits = 0
+        self.busy = False
+        self.inbox: deque[tuple[str, Message]] = deque()
+        self.round_seen: set[str] = set()
+        self.history: list[tuple[list[Message], Message]] = []
+
+
+class _Context(TurnContext):
+    """Routes an agent's model and tool calls through the run: budgets, retries, recording, resume/replay."""
+
+    def __init__(self, run: Run, turn: _Turn) -> None:
+        self.run, self.turn = run, turn
+        self.run_id = run.run_id
+        self.turn_id = turn.turn_id
+        self.retry = run.retry
+        self._index = 0
+
+    async def complete(self, agent: Agent, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+        run, turn = self.run, self.turn
+        self._index = index
+        recorded = turn.responses.get(index)
+        if recorded is not None:  # resume: this call's answer is in the log already
+            return recorded
+        max_tokens = run.max_tokens
+        if max_tokens is not None and run.total_tokens >= max_tokens:
+            raise _Stop("max_tokens", f"token budget of {max_tokens} used up ({run.total_tokens})")
+        rhash = request_hash(request)
+        run._emit(
+            ModelCallStarted(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                request_hash=rhash,
+                prompt_messages=len(request.messages),
+            )
+        )
+        t0 = time.perf_counter()
+        if run.replay is not None:
+            response = run.replay.model_response(turn, index, rhash)
+        else:
+            response = await self._call(model, request, index)
+        dt = time.perf_counter() - t0
+        usage = response.usage
+        run.prompt_tokens += usage.prompt_tokens
+        run.completion_tokens += usage.completion_tokens
+        run.total_tokens += usage.prompt_tokens + usage.completion_tokens
+        run._emit(
+            ModelCallFinished(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                response=response,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                duration_s=dt,
+                tokens_per_s=usage.completion_tokens / dt if dt > 0 else 0.0,
+            )
+        )
+        return response
+
+    async def _call(self, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+        attempt = 1
+        attempts = max(1, self.retry.attempts)
+        try:  # fast path: no tenacity machinery unless the first call fails
+            return await model.complete(request)
+        except TransientModelError as e:
+            self._failed(index, attempt, e, attempt < attempts)
+            if attempts <= 1:
+                raise
+        retrying = RetryPolicy(attempts - 1, self.retry.initial_s, self.retry.max_s).retrying()
+        async for a in retrying:
+            with a:
+                attempt += 1
+                await asyncio.sleep(0)
+                try:
+                    return await model.complete(request)
+                except TransientModelError as e:
+                    self._failed(index, attempt, e, attempt < attempts)
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, index: int, attempt: int, e: Exception, will_retry: bool) -> None:
+        run, turn = self.run, self.turn
+        run._emit(
+            ModelCallFailed(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                attempt=attempt,
+                error=f"{type(e).__name__}: {e}",
+                will_retry=will_retry,
+            )
+        )
+
+    async def call_tool(self, agent: Agent, tool: Tool, call: ToolCall) -> ToolResult | ToolError:
+        run, turn = self.run, self.turn
+        key = f"{self._index}:{call.id}"
+        recorded = turn.tools.get(key)
+        if recorded is None and run.replay is not None:
+            recorded = run.replay.tool_result(turn, key, call)
+        if recorded is not None:  # never execute a recorded tool call again
+            return ToolResult.model_validate(recorded) if recorded.get("ok") else ToolError.model_validate(recorded)
+        run._emit(
+            ToolCallStarted(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                key=key,
+                tool=tool.name,
+                arguments=call.arguments,
+            )
+        )
+        res = await tool.call(call.arguments)
+        run._emit(
+            ToolCallFinished(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                key=key,
+                tool=tool.name,
+                ok=res.ok,
+                result=res.model_dump(mode="json"),
+            )
+        )
+        run.store.flush()  # a tool result is made durable at once, so a crash cannot re-run the tool
+        return res
+
+
+class Run:
+    """A running (or finished) workflow run. Create with ``Workflow.start`` / ``start_run``.
+
+    ``await run.result()`` waits for the ``RunResult``; ``run.events()`` streams durable events;
+    ``run.cancel()`` stops it with status ``cancelled``.
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        store: RunStore,
+        model: ChatModel | None,
+        max_turns: int | None,
+        max_tokens: int | None,
+        deadline_s: float | None,
+        retry: RetryPolicy | None,
+        run_id: str,
+        replay: ReplaySource | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.store = store
+        self.model = model or workflow.model
+        self.max_turns, self.max_tokens, self.deadline_s = max_turns, max_tokens, deadline_s
+        self.retry = retry or RetryPolicy()
+        self.run_id = run_id
+        self._fresh_id = False
+        self.replay = replay
+        self.status = "running"
+        self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
+        self.turns = 0
+        self.messages: dict[str, Message] = {}
+        self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
+        self._pending: dict[str, None] = {}
+        self._running: dict[str, _Turn] = {}
+        self._events: list[Event] = []
+        self._durable = 0
+        self._wake: asyncio.Future[None] | None = None
+        self._stop_status: str | None = None
+        self._stop_reason = ""
+        self._last_output: Message | None = None
+        self._last_sink_output: Message | None = None
+        self._t0 = time.perf_counter()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[RunResult] = self._loop.create_future()
+        self._result: RunResult | None = None
+        self._unsubscribe = store.subscribe(run_id, self._on_durable)
+        for name, node in self._nodes.items():
+            agent = node.spec.agent
+            if agent is not None and agent.model is None and self.model is None:
+                self._unsubscribe()
+                raise UserError(
+                    f"agent {name!r} has no model and the workflow has none",
+                    hint="pass model=... to the Agent, to Workflow(...), or to run()/start()",
+                )
+
+    # ---- public -----------------------------------------------------------------------------------
+    @property
+    def usage(self) -> Usage:
+        """Tokens used so far by this run."""
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+
+    async def result(self) -> RunResult:
+        """Wait for the run to end; every event is durable when this returns."""
+        return await asyncio.shield(self._done)
+
+    def cancel(self, reason: str = "cancelled by the caller") -> None:
+        """End the run with status ``cancelled``; in-flight turns are cancelled (and resumable)."""
+        self._stop("cancelled", reason)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event of this run (from its start in this process), each only once durable in the store."""
+        i = 0
+        while True:
+            while i < len(self._events) and self._events[i].seq <= self._durable:
+                ev = self._events[i]
+                i += 1
+                yield ev
+                if isinstance(ev, RunFinished):
+                    return
+            if self._wake is None or self._wake.done():
+                self._wake = self._loop.create_future()
+            await asyncio.shield(self._wake)
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+    def _on_durable(self, seq: int) -> None:
+        self._durable = seq
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _emit(self, ev: Event) -> None:
+        ev.seq = self.store.append(self.run_id, ev.kind, ev.payload())
+        self._events.append(ev)
+
+    def _begin(self, input_msg: Message) -> None:
+        wf = self.workflow
+        entries = wf.entry_nodes()
+        for e in entries:
+            accepted = self._nodes[e].spec.input_types
+            if not isinstance(input_msg, accepted):
+                raise UserError(
+                    f"entry node {e!r} accepts {', '.join(t.type_name for t in accepted)}, "
+                    f"but the run input is a {input_msg.type_name}",
+                    hint="pass an input message of an accepted type",
+                )
+        budgets = {"max_turns": self.max_turns, "max_tokens": self.max_tokens, "deadline_s": self.deadline_s}
+        self.store.create_run(
+            self.run_id, workflow=wf.name, meta={"input": input_msg.to_prompt()[:200]}, check=not self._fresh_id
+        )
+        self._emit(
+            RunStarted(
+                run_id=self.run_id, workflow=wf.name, input=input_msg.to_dict(), entries=entries, budgets=budgets
+            )
+        )
+        self.messages[input_msg.id] = input_msg
+        for e in entries:
+            self._deliver(e, _INPUT, input_msg, live=True)
+
+    def _go(self) -> None:
+        if self.deadline_s is not None:
+            self._deadline = self._loop.call_later(
+                self.deadline_s, self._stop, "deadline", f"deadline of {self.deadline_s:g} s reached"
+            )
+        self._schedule()
+        if not self._running:
+            self._finish()
+
+    def _deliver(self, target: str, pred: str, msg: Message, *, live: bool) -> None:
+        node = self._nodes[target]
+        if node.spec.join == "any" and len(node.preds) > 1 and pred != _INPUT:
+            if node.round_seen and pred not in node.round_seen:
+                node.round_seen.add(pred)
+                if live:
+                    self._emit(
+                        InputDropped(
+                            run_id=self.run_id,
+                            node=target,
+                            messages=[msg.id],
+                            reason=f"late arrival from {pred!r} at an any-join that already fired this round",
+                        )
+                    )
+                return
+            node.round_seen = {pred}
+        node.inbox.append((pred, msg))
+        self._pending[target] = None
+
+    def _take(self, node: _Node, *, force: bool = False) -> list[Message] | None:
+        """Inputs for the node's next turn (consumed from its inbox), or ``None`` if it is not ready."""
+        inbox = node.inbox
+        if not node.reach or len(inbox) == 0:
+            return [inbox.popleft()[1]] if inbox else None
+        present = {p for p, _ in inbox}
+        if not force:
+            live = {n for n, st in self._nodes.items() if (st.busy or st.inbox) and n != node.spec.name}
+            for p in node.preds:
+                if p not in present and live & node.reach[p]:
+                    return None  # p may still send
+        taken: list[Message] = []
+        for p in [*node.preds, *sorted(present - set(node.preds))]:
+            for i, (q, m) in enumerate(inbox):
+                if q == p:
+                    taken.append(m)
+                    del inbox[i]
+                    break
+        return taken
+
+    def _schedule(self) -> None:
+        progress = True
+        while progress and self._stop_status is None:
+            progress = False
+            for name in list(self._pending):
+                node = self._nodes[name]
+                if node.busy:
+                    continue
+                if not node.inbox:
+                    del self._pending[name]
+                    continue
+                if self.max_turns is not None and self.turns >= self.max_turns:
+                    self._stop("max_turns", f"turn budget of {self.max_turns} used up")
+                    return
+                if self.max_tokens is not None and self.total_tokens >= self.max_tokens:
+                    self._stop("max_tokens", f"token budget of {self.max_tokens} used up ({self.total_tokens})")
+                    return
+                inputs = self._take(node)
+                if inputs is None:
+                    continue
+                if not node.inbox:
+                    del self._pending[name]
+                progress = True
+                self._fire(node, inputs)
+            if not progress and not self._running and self._pending and self._stop_status is None:
+                node = self._nodes[next(iter(self._pending))]  # deadlock guard: fire a partial all-join
+                inputs = self._take(node, force=True)
+                if not node.inbox:
+                    del self._pending[node.spec.name]
+                if inputs:
+                    progress = True
+                    self._fire(node, inputs)
+
+    def _fire(self, node: _Node, inputs: list[Message]) -> None:
+        spec = node.spec
+        if spec.max_visits is not None and node.visits >= spec.max_visits:
+            self._emit(
+                InputDropped(
+                    run_id=self.run_id,
+                    node=spec.name,
+                    messages=[m.id for m in inputs],
+                    reason=f"{_VISIT_BOUND} (max_visits={spec.max_visits})",
+                    redirected_to=spec.on_exhausted,
+                )
+            )
+            if spec.on_exhausted is not None:
+                for m in inputs:
+                    self._deliver(spec.on_exhausted, spec.name, m, live=True)
+            return
+        node.visits += 1
+        self.turns += 1
+        turn = _Turn(spec.name, node.visits, inputs)
+        self._emit(
+            NodeStarted(
+                run_id=self.run_id,
+                node=spec.name,
+                turn_id=turn.turn_id,
+                visit=turn.visit,
+                inputs=[m.id for m in inputs],
+            )
+        )
+        self._launch(node, turn)
+
+    def _launch(self, node: _Node, turn: _Turn) -> None:
+        node.busy = True
+        self._running[turn.turn_id] = turn
+        turn.task = self._loop.create_task(self._run_turn(node, turn))
+
+    async def _run_turn(self, node: _Node, turn: _Turn) -> None:
+        spec = node.spec
+        outputs: list[Message] = []
+        status, reason = "completed", ""
+        usage = Usage()
+        try:
+            if spec.agent is not None:
+                agent = spec.agent
+                res = await agent.run_turn(
+                    turn.inputs,
+                    history=node.history if agent.remember else (),
+                    context=_Context(self, turn),
+                    model=agent.model or self.model,
+                )
+                usage = res.usage
+                if res.output is not None:
+                    outputs = [res.output]
+                else:
+                    status, reason = "failed", res.reason
+            else:
+                outputs = await self._call_function(spec, turn.inputs)
+        except _Stop as s:
+            self._stop(s.status, s.reason)
+            self._end_turn(node, turn)
+            return
+        except asyncio.CancelledError:
+            self._end_turn(node, turn)
+            return
+        except Exception as e:
+            status, reason = "failed", f"{type(e).__name__}: {e}"
+        try:
+            self._complete_turn(node, turn, outputs, status, reason, usage)
+        except _Stop as s:
+            self._stop(s.status, s.reason)
+        self._end_turn(node, turn)
+
+    async def _call_function(self, spec: NodeSpec, inputs: list[Message]) -> list[Message]:
+        assert spec.fn is not None
+        arg: Any = inputs if spec.takes_list else inputs[0]
+        out = spec.fn(arg)
+        if spec.is_async or asyncio.iscoroutine(out):
+            out = await out
+        if out is None:
+            return []
+        items = out if isinstance(out, (list, tuple)) else [out]
+        result: list[Message] = []
+        for item in items:
+            if isinstance(item, str):
+                item = TextMessage(text=item)
+            if not isinstance(item, Message):
+                raise RunError(f"function node {spec.name!r} returned {type(item).__name__}, not a Message")
+            result.append(item)
+        return result
+
+    def _complete_turn(
+        self, node: _Node, turn: _Turn, outputs: list[Message], status: str, reason: str, usage: Usage
+    ) -> None:
+        name = node.spec.name
+        final: list[Message] = []
+        for m in outputs:
+            if m.id in self.messages or m.source not in (None, name) or m.run_id not in (None, self.run_id):
+                m = m.model_copy(update={"id": uuid.uuid4().hex, "source": name, "run_id": self.run_id})
+            else:
+                m.source, m.run_id = name, self.run_id
+            final.append(m)
+            self.messages[m.id] = m
+            self._emit(MessageEmitted(run_id=self.run_id, node=name, turn_id=turn.turn_id, message=m))
+        if self.replay is not None:
+            self.replay.check_outputs(turn, final)
+        routed: list[tuple[str, Message]] = []
+        for m in final:
+            self._last_output = m
+            if node.sink:
+                self._last_sink_output = m
+            for edge in node.out_edges:
+                if edge.message_type is not None and not isinstance(m, edge.message_type):
+                    continue
+                if edge.condition is not None:
+                    try:
+                        ok = bool(edge.condition(m))
+                    except Exception as e:
+                        raise _Stop("failed", f"{edge.describe()}: condition raised {type(e).__name__}: {e}") from e
+                    if not ok:
+                        continue
+                target = self._nodes[edge.target]
+                if not isinstance(m, target.spec.input_types):
+                    raise _Stop(
+                        "failed",
+                        f"{edge.describe()}: {edge.target!r} accepts "
+                        f"{', '.join(t.type_name for t in target.spec.input_types)}, got {m.type_name}",
+                    )
+                routed.append((edge.target, m))
+        self._emit(
+            NodeFinished(
+                run_id=self.run_id,
+                node=name,
+                turn_id=turn.turn_id,
+                status=status,
+                reason=reason,
+                outputs=[m.id for m in final],
+                routed=[[t, m.id] for t, m in routed],
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                duration_s=time.perf_counter() - turn.started,
+            )
+        )
+        if status == "completed" and final:
+            node.history.append((turn.inputs, final[0]))
+        for target, m in routed:
+            self._deliver(target, name, m, live=True)
+        if status == "failed":
+            self._stop("failed", f"node {name!r} failed: {reason}")
+
+    def _end_turn(self, node: _Node, turn: _Turn) -> None:
+        node.busy = False
+        self._running.pop(turn.turn_id, None)
+        if node.inbox:
+            self._pending[node.spec.name] = None
+        self._schedule()
+        if not self._running:
+            self._finish()
+
+    def _stop(self, status: str, reason: str) -> None:
+        if self._stop_status is not None or self._result is not None:
+            return
+        self._stop_status, self._stop_reason = status, reason
+        if status in ("cancelled", "deadline", "failed"):
+            for t in list(self._running.values()):
+                if t.task is not None and t.task is not asyncio.current_task():
+                    t.task.cancel()
+        if not self._running:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._result is not None:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+        status = self._stop_status or "completed"
+        output = self._last_sink_output or self._last_output
+        duration = time.perf_counter() - self._t0
+        self._emit(
+            RunFinished(
+                run_id=self.run_id,
+                status=status,
+                reason=self._stop_reason,
+                turns=self.turns,
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                output=output.id if output is not None else None,
+                duration_s=duration,
+            )
+        )
+        self.status = status
+        self.store.set_status(self.run_id, status)
+        self.store.flush()
+        self._unsubscribe()
+        self._result = RunResult(
+            run_id=self.run_id,
+            workflow=self.workflow.name,
+            status=status,
+            reason=self._stop_reason,
+            output=output,
+            messages=list(self.messages.values()),
+            turns=self.turns,
+            usage=self.usage,
+            duration_s=duration,
+        )
+        if not self._done.done():
+            self._done.set_result(self._result)
+
+    # ---- resume -----------------------------------------------------------------------------------
+    def _rebuild(self, record: RunRecord) -> list[_Turn]:
+        """Re-apply the log to rebuild inboxes, visits, histories; return the in-flight turns."""
+        inflight: dict[str, _Turn] = {}
+        for ev in record.events:
+            if isinstance(ev, RunStarted):
+                msg = Message.from_dict(ev.input)
+                self.messages[msg.id] = msg
+                for e in ev.entries:
+                    self._deliver(e, _INPUT, msg, live=False)
+            elif isinstance(ev, NodeStarted):
+                node = self._nodes[ev.node]
+                ids = set(ev.inputs)
+                inputs = [m for _, m in node.inbox if m.id in ids]
+                node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+                node.visits = ev.visit
+                self.turns += 1
+                by_id = {m.id: m for m in inputs}
+                inflight[ev.turn_id] = _Turn(ev.node, ev.visit, [by_id[i] for i in ev.inputs if i in by_id])
+            elif isinstance(ev, ModelCallFinished) and ev.turn_id in inflight:
+                inflight[ev.turn_id].responses[ev.index] = ev.response
+                self.prompt_tokens += ev.prompt_tokens
+                self.completion_tokens += ev.completion_tokens
+                self.total_tokens += ev.prompt_tokens + ev.completion_tokens
+            elif isinstance(ev, ToolCallFinished) and ev.turn_id in inflight:
+                inflight[ev.turn_id].tools[ev.key] = ev.result
+            elif isinstance(ev, MessageEmitted):
+                self.messages[ev.message.id] = ev.message
+            elif isinstance(ev, NodeFinished) and ev.turn_id in inflight:
+                turn = inflight.pop(ev.turn_id)
+                node = self._nodes[ev.node]
+                outs = [self.messages[i] for i in ev.outputs if i in self.messages]
+                for m in outs:
+                    self._last_output = m
+                    if node.sink:
+                        self._last_sink_output = m
+                if ev.status == "completed" and outs:
+                    node.history.append((turn.inputs, outs[0]))
+                for target, mid in ev.routed:
+                    self._deliver(target, ev.node, self.messages[mid], live=False)
+            elif isinstance(ev, InputDropped) and ev.reason.startswith(_VISIT_BOUND):
+                node = self._nodes[ev.node]
+                ids = set(ev.messages)
+                node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+                if ev.redirected_to is not None:
+                    for mid in ev.messages:
+                        self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False)
+        for name, node in self._nodes.items():
+            if node.inbox:
+                self._pending[name] = None
+        return list(inflight.values())
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+def start_run(
+    workflow: Workflow,
+    input: str | Message,
+    *,
+    store: RunStore | str | None = None,
+    model: ChatModel | None = None,
+    max_turns: int | None = None,
+    max_tokens: int | None = None,
+    deadline_s: float | None = None,
+    retry: RetryPolicy | None = None,
+    run_id: str | None = None,
+    replay: ReplaySource | None = None,
+) -> Run:
+    """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
+    ``None`` for an in-memory store. See ``Workflow.run`` for the budgets."""
+    workflow.validate()
+    msg = UserInput(text=input, source="user") if isinstance(input, str) else input
+    if not isinstance(msg, Message):
+        raise UserError(f"run input must be a str or a Message, got {type(input).__name__}")
+    rid = run_id or _new_run_id()
+    msg = msg.model_copy(update={"run_id": rid, "source": msg.source or "user"})
+    run = Run(
+        workflow,
+        store=open_store(store),
+        model=model,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        deadline_s=deadline_s,
+        retry=retry,
+        run_id=rid,
+        replay=replay,
+    )
+    run._fresh_id = run_id is None
+    run._begin(msg)
+    run._go()
+    return run
+
+
+def start_resume(
+    run_id: str,
+    workflow: Workflow,
+    store: RunStore | str,
+    *,
+    model: ChatModel | None = None,
+    max_turns: int | None = None,
+    max_tokens: int | None = None,
+    deadline_s: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> Run:
+    """Continue an unfinished run from its log: completed turns are not re-run, in-flight turns run again
+    (with their recorded model answers and tool results), then scheduling goes on. Budgets default to the
+    recorded ones. A run that already finished is returned as is (its ``result()`` is the recorded end)."""
+    workflow.validate()
+    st = open_store(store)
+    record = RunRecord.load(st, run_id)
+    if record.started is None:
+        raise RunError(f"run {run_id!r} has no RunStarted event; it cannot be resumed")
+    budgets = record.started.budgets
+    run = Run(
+        workflow,
+        store=st,
+        model=model,
+        max_turns=max_turns if max_turns is not None else budgets.get("max_turns"),
+        max_tokens=max_tokens if max_tokens is not None else budgets.get("max_tokens"),
+        deadline_s=deadline_s,
+        retry=retry,
+        run_id=run_id,
+    )
+    inflight = run._rebuild(record)
+    if record.finished is not None:
+        f = record.finished
+        run._stop_status, run._stop_reason = f.status, f.reason
+        run._result = RunResult(
+            run_id=run_id,
+            workflow=workflow.name,
+            status=f.status,
+            reason=f.reason,
+            output=run.messages.get(f.output) if f.output else None,
+            messages=list(run.messages.values()),
+            turns=f.turns,
+            usage=Usage(prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens),
+            duration_s=f.duration_s,
+        )
+        run.status = f.status
+        run._unsubscribe()
+        run._done.set_result(run._result)
+        return run
+    run._emit(RunResumed(run_id=run_id, rerun=[t.turn_id for t in inflight]))
+    if run.deadline_s is not None:
+        run._deadline = run._loop.call_later(run.deadline_s, run._stop, "deadline", f"deadline of {deadline_s:g} s")
+    for turn in inflight:
+        run._launch(run._nodes[turn.node], turn)
+    run._schedule()
+    if not run._running:
+        run._finish()
+    return run
+
+
+async def resume(run_id: str, workflow: Workflow, store: RunStore | str, **options: Any) -> RunResult:
+    """Finish a crashed or interrupted run (see ``start_resume``) and return its ``RunResult``."""
+    return await start_resume(run_id, workflow, store, **options).result()
