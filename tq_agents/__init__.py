@@ -4,6 +4,7 @@ The import is light: torch, transformers, docker and openai load only when a bac
 them is used.
 """
 
+from tq_agents._replay import Divergence, ReplayReport, replay
 from tq_agents._tool import Tool, ToolError, ToolResult, tool
 from tq_agents.agent import Agent, RetryPolicy, TurnContext, TurnResult
 from tq_agents.errors import (
@@ -24,6 +25,22 @@ from tq_agents.errors import (
     UserError,
     WorkflowValidationError,
 )
+from tq_agents.events import (
+    Event,
+    InputDropped,
+    MessageEmitted,
+    ModelCallFailed,
+    ModelCallFinished,
+    ModelCallStarted,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from tq_agents.graph import Workflow
 from tq_agents.messages import (
     CodeResult,
     Escalation,
@@ -47,6 +64,16 @@ from tq_agents.models.base import (
     ToolCall,
     Usage,
 )
+from tq_agents.scheduler import Run, RunResult, resume, start_resume
+from tq_agents.store import (
+    MemoryRunStore,
+    RunInfo,
+    RunStore,
+    SQLiteRunStore,
+    StoredEvent,
+    default_store_path,
+    open_store,
+)
 
 __version__ = "0.1.0"
 
@@ -59,29 +86,51 @@ __all__ = [
     "ChatResponse",
     "CodeResult",
     "ConfigError",
+    "Divergence",
     "Escalation",
+    "Event",
     "FinalReport",
+    "InputDropped",
+    "MemoryRunStore",
     "Message",
+    "MessageEmitted",
+    "ModelCallFailed",
+    "ModelCallFinished",
+    "ModelCallStarted",
     "ModelError",
     "ModelRequestError",
     "ModelUnavailableError",
+    "NodeFinished",
+    "NodeStarted",
     "Plan",
     "PlanStep",
     "ReplayDivergenceError",
+    "ReplayReport",
     "RetryPolicy",
     "Review",
     "ReviewIssue",
+    "Run",
     "RunError",
+    "RunFinished",
+    "RunInfo",
     "RunNotFoundError",
+    "RunResult",
+    "RunResumed",
+    "RunStarted",
+    "RunStore",
+    "SQLiteRunStore",
     "SandboxError",
     "SandboxUnavailableError",
     "StoreError",
+    "StoredEvent",
     "StreamDelta",
     "SupportReply",
     "TQError",
     "TextMessage",
     "Tool",
     "ToolCall",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "ToolDefinitionError",
     "ToolError",
     "ToolResult",
@@ -92,7 +141,13 @@ __all__ = [
     "Usage",
     "UserError",
     "UserInput",
+    "Workflow",
     "WorkflowValidationError",
     "__version__",
+    "default_store_path",
+    "open_store",
+    "replay",
+    "resume",
+    "start_resume",
     "tool",
 ]
