@@ -28,3 +28,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_checkpoint_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random-weight Qwen3 checkpoint (Qwen3ForCausalLM, 2 layers, hidden 64)."""
     return _build(tmp_path_factory, "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_qwen3_coder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny Qwen3 checkpoint carrying the Qwen3-Coder chat template (XML tool calls)."""
+    return _build(tmp_path_factory, "qwen3-coder")

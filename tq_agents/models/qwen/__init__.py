@@ -4,6 +4,7 @@ Heavy imports (torch, transformers, tokenizers) happen inside the functions that
 """
 
 from tq_agents.models.qwen._parse import ParsedCompletion, parse
+from tq_agents.models.qwen._render import Family, normalize_messages, normalize_tools, render
 from tq_agents.models.qwen._tiny import FAMILIES, SHAPES, build_tiny_checkpoint, chat_template, checkpoint_config
 from tq_agents.models.qwen._tokenizer import (
     ADDED_TOKENS,
@@ -20,12 +21,16 @@ __all__ = [
     "FAMILIES",
     "PAD_TOKEN",
     "SHAPES",
+    "Family",
     "ParsedCompletion",
     "added_tokens_for",
     "build_tiny_checkpoint",
     "chat_template",
     "checkpoint_config",
     "load_qwen_tokenizer",
+    "normalize_messages",
+    "normalize_tools",
     "parse",
     "qwen_tokenizer_json",
+    "render",
 ]
