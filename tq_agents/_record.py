@@ -30,12 +30,11 @@ __all__ = ["RunRecord", "TurnRecord", "request_hash"]
 
 def request_hash(request: ChatRequest) -> str:
     """A stable fingerprint of what a request asks (messages, tools, output format, sampling), for replay."""
+    rf = request.response_format
     parts = [
-        request.agent or "",
-        request.tool_choice,
-        ",".join(request.tool_names()),
-        request.response_format["json_schema"]["name"] if request.response_format else "",
-        repr((request.max_tokens, request.temperature, request.top_p, request.seed, request.enable_thinking)),
+        f"{request.agent}|{request.tool_choice}|{rf['json_schema']['name'] if rf else ''}|{request.max_tokens}|"
+        f"{request.temperature}|{request.top_p}|{request.seed}|{request.enable_thinking}",
+        ",".join(t["function"]["name"] for t in request.tools),
     ]
     for m in request.messages:
         parts.append(m.role)

@@ -162,6 +162,7 @@ class Agent:
             TextMessage.model_fields
         )
         self._system = self._build_system()
+        self._system_message = ChatMessage(role="system", content=self._system) if self._system else None
         self._tool_schemas = [t.schema for t in self.tools.values()]
         self._response_format = (
             None
@@ -195,8 +196,8 @@ class Agent:
     ) -> list[ChatMessage]:
         """System prompt, then the node's earlier turns (if ``remember``), then ``inputs`` as a user turn."""
         msgs: list[ChatMessage] = []
-        if self._system:
-            msgs.append(ChatMessage(role="system", content=self._system))
+        if self._system_message is not None:
+            msgs.append(self._system_message)
         if self.remember:
             for past_inputs, past_output in history:
                 msgs.append(ChatMessage(role="user", content=render_inputs(past_inputs)))
@@ -271,6 +272,7 @@ class Agent:
         tool_rounds = 0
         retries = 0
         first = True
+        prompt_tokens = completion_tokens = 0
         while True:
             request = self._request(messages, first)
             first = False
@@ -280,7 +282,9 @@ class Agent:
                 result.reason = f"model call failed: {type(e).__name__}: {e.message}"
                 return result
             result.model_calls += 1
-            result.usage = result.usage + response.usage
+            prompt_tokens += response.usage.prompt_tokens
+            completion_tokens += response.usage.completion_tokens
+            result.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             reply = response.message
             messages.append(reply)
             if reply.tool_calls or response.tool_call_errors:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunResult", "resume", "start_run"]
 
 _INPUT = "__input__"
+_NO_USAGE = Usage()
 _VISIT_BOUND = "visit bound reached"
 
 
@@ -306,6 +307,8 @@ class Run:
         self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
         self._pending: dict[str, None] = {}
         self._running: dict[str, _Turn] = {}
+        self._adopting = False
+        self._adopted: tuple[_Node, _Turn] | None = None
         self._events: list[Event] = []
         self._durable = 0
         self._wake: asyncio.Future[None] | None = None
@@ -505,13 +508,24 @@ class Run:
     def _launch(self, node: _Node, turn: _Turn) -> None:
         node.busy = True
         self._running[turn.turn_id] = turn
+        if self._adopting and self._adopted is None:
+            # the task that just finished a turn runs this one next: no new task, same concurrency
+            self._adopted = (node, turn)
+            turn.task = asyncio.current_task()
+            return
         turn.task = self._loop.create_task(self._run_turn(node, turn))
 
     async def _run_turn(self, node: _Node, turn: _Turn) -> None:
+        next_turn: tuple[_Node, _Turn] | None = (node, turn)
+        while next_turn is not None:
+            node, turn = next_turn
+            next_turn = await self._one_turn(node, turn)
+
+    async def _one_turn(self, node: _Node, turn: _Turn) -> tuple[_Node, _Turn] | None:
         spec = node.spec
         outputs: list[Message] = []
         status, reason = "completed", ""
-        usage = Usage()
+        usage = _NO_USAGE
         try:
             if spec.agent is not None:
                 agent = spec.agent
@@ -530,18 +544,17 @@ class Run:
                 outputs = await self._call_function(spec, turn.inputs)
         except _Stop as s:
             self._stop(s.status, s.reason)
-            self._end_turn(node, turn)
-            return
+            return self._end_turn(node, turn)
         except asyncio.CancelledError:
-            self._end_turn(node, turn)
-            return
+            self._end_turn(node, turn, adopt=False)
+            return None
         except Exception as e:
             status, reason = "failed", f"{type(e).__name__}: {e}"
         try:
             self._complete_turn(node, turn, outputs, status, reason, usage)
         except _Stop as s:
             self._stop(s.status, s.reason)
-        self._end_turn(node, turn)
+        return self._end_turn(node, turn)
 
     async def _call_function(self, spec: NodeSpec, inputs: list[Message]) -> list[Message]:
         assert spec.fn is not None
@@ -620,14 +633,20 @@ class Run:
         if status == "failed":
             self._stop("failed", f"node {name!r} failed: {reason}")
 
-    def _end_turn(self, node: _Node, turn: _Turn) -> None:
+    def _end_turn(self, node: _Node, turn: _Turn, *, adopt: bool = True) -> tuple[_Node, _Turn] | None:
+        """Release the node, start what became ready; return a turn for the calling task to run next."""
         node.busy = False
         self._running.pop(turn.turn_id, None)
         if node.inbox:
             self._pending[node.spec.name] = None
-        self._schedule()
+        self._adopting, self._adopted = adopt, None
+        try:
+            self._schedule()
+        finally:
+            self._adopting = False
         if not self._running:
             self._finish()
+        return self._adopted
 
     def _stop(self, status: str, reason: str) -> None:
         if self._stop_status is not None or self._result is not None:

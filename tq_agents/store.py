@@ -297,16 +297,41 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, meta TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_segments (
+    run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, events TEXT NOT NULL,
+    PRIMARY KEY (run_id, first_seq)
+);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 """
 
 
+def _segments(events: list[tuple[str, int, float, str, str]]) -> list[tuple[str, int, int, str]]:
+    """Group a commit's events into one row per run: ``[[seq, ts, kind, payload], ...]`` as JSON text."""
+    by_run: dict[str, list[tuple[int, float, str, str]]] = {}
+    for run_id, seq, ts, kind, data in events:
+        by_run.setdefault(run_id, []).append((seq, ts, kind, data))
+    rows = []
+    for run_id, evs in by_run.items():
+        body = ",".join(f"[{seq},{ts!r},{_kind_json(kind)},{data}]" for seq, ts, kind, data in evs)
+        rows.append((run_id, evs[0][0], evs[-1][0], f"[{body}]"))
+    return rows
+
+
+_KINDS: dict[str, str] = {}
+
+
+def _kind_json(kind: str) -> str:
+    text = _KINDS.get(kind)
+    if text is None:
+        text = _KINDS[kind] = json.dumps(kind)
+    return text
+
+
 class SQLiteRunStore(RunStore):
     """One SQLite file in WAL mode with group commit. Safe to reopen after the writing process was killed.
+
+    Each commit writes one row per run holding that run's new events (``event_segments``), which keeps the
+    log append-only while making a commit cost about one row per run rather than one per event.
 
     Args:
         path: The database file (created with its parent directory).
@@ -345,7 +370,7 @@ class SQLiteRunStore(RunStore):
                     [(r.run_id, r.workflow, r.status, r.created_at, r.updated_at, _dumps(r.meta)) for r in runs],
                 )
             if events:
-                db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", events)
+                db.executemany("INSERT INTO event_segments VALUES (?,?,?,?)", _segments(events))
             if statuses:
                 db.executemany(
                     "UPDATE runs SET status=?, updated_at=? WHERE run_id=?",
@@ -359,7 +384,7 @@ class SQLiteRunStore(RunStore):
     def _max_seq(self, run_id: str) -> int | None:
         if self._get_run(run_id) is None:
             return None
-        row = self._db.execute("SELECT MAX(seq) FROM events WHERE run_id=?", (run_id,)).fetchone()
+        row = self._db.execute("SELECT MAX(last_seq) FROM event_segments WHERE run_id=?", (run_id,)).fetchone()
         return int(row[0] or 0)
 
     @staticmethod
@@ -382,11 +407,18 @@ class SQLiteRunStore(RunStore):
     def _load(self, run_id: str, after: int) -> list[StoredEvent]:
         try:
             rows = self._db.execute(
-                "SELECT seq, ts, kind, payload FROM events WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after)
+                "SELECT events FROM event_segments WHERE run_id=? AND last_seq>? ORDER BY first_seq", (run_id, after)
             ).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot read run {run_id!r} from {self.path}: {e}") from e
-        return [StoredEvent(run_id, s, ts, k, json.loads(p)) for s, ts, k, p in rows]
+            out: list[StoredEvent] = []
+            for (blob,) in rows:
+                for seq, ts, kind, payload in json.loads(blob):
+                    if seq > after:
+                        out.append(StoredEvent(run_id, seq, ts, kind, payload))
+            return out
+        except (sqlite3.Error, ValueError) as e:
+            raise StoreError(
+                f"cannot read run {run_id!r} from {self.path}: {e}", hint="is the file a run store?"
+            ) from e
 
     def _close(self) -> None:
         self._db.close()
