@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import statistics
 import sys
@@ -34,7 +35,7 @@ def tq_workflow() -> Workflow:
     wf = Workflow("bench-chain", model=model)
     for name in CHAIN:
         wf.add_node(Agent(name, f"You are agent {name}."))
-    for a, b in zip(CHAIN, CHAIN[1:], strict=False):
+    for a, b in itertools.pairwise(CHAIN):
         wf.add_edge(a, b)
     return wf.validate()
 
@@ -60,7 +61,7 @@ def autogen_flow(runs: int):  # type: ignore[no-untyped-def]
     builder = DiGraphBuilder()
     for a in agents:
         builder.add_node(a)
-    for a, b in zip(agents, agents[1:], strict=False):
+    for a, b in itertools.pairwise(agents):
         builder.add_edge(a, b)
     return GraphFlow(agents, graph=builder.build())
 
