@@ -530,3 +530,51 @@ def test_internal_error_becomes_reported_error_outside_tests(monkeypatch: pytest
     monkeypatch.setattr(parse_module, "_split_reasoning", boom)
     r = parse("<tool_call>{}</tool_call>", family="qwen3")
     assert r.tool_calls == [] and "internal parser error" in r.errors[0].reason
+
+
+# ------------------------------------------------------------------------------------------ tag look-alikes
+
+
+def test_missing_brace_with_closing_tag_inside_string() -> None:
+    text = '<tool_call>\n{"name": "search", "arguments": {"query": "what is </tool_call>?"}\n</tool_call>\n' + hermes(
+        "get_weather", '{"city": "Oslo"}'
+    )
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert calls(r) == [
+        ("call_0", "search", {"query": "what is </tool_call>?"}),
+        ("call_1", "get_weather", {"city": "Oslo"}),
+    ]
+
+
+def test_bare_fenced_call_keeps_tag_text_inside_string() -> None:
+    text = '```json\n{"name": "search", "arguments": {"query": "a </tool_call> b"}}\n```'
+    assert calls(parse(text, family="qwen2.5", tools=TOOLS)) == [("call_0", "search", {"query": "a </tool_call> b"})]
+
+
+def test_content_mentioning_a_tag_keeps_it() -> None:
+    r = parse("Qwen ends calls with </tool_call> and answers with <|im_end|> at the end.", family="qwen3")
+    assert r.content == "Qwen ends calls with </tool_call> and answers with <|im_end|> at the end."
+
+
+def test_stray_closing_tags_at_content_edges_are_dropped() -> None:
+    r = parse("</think>\n\nDone.\n</tool_call><|im_end|><|endoftext|>", family="qwen3")
+    assert r.content == "Done." and r.reasoning == ""
+
+
+def test_xml_value_containing_closing_tag() -> None:
+    r = parse(xml_call("search", query="what is </tool_call>?"), family="qwen3-coder", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "what is </tool_call>?"})]
+    unclosed = "<tool_call>\n<function=search>\n<parameter=query>\nsay </tool_call> now\n</function>\n</tool_call>"
+    assert calls(parse(unclosed, family="qwen3-coder")) == [("call_0", "search", {"query": "say </tool_call> now"})]
+
+
+def test_xml_unclosed_parameter_and_function_then_next_call() -> None:
+    text = "<tool_call>\n<function=search>\n<parameter=query>\na\n</tool_call>\n" + xml_call("get_weather", city="Oslo")
+    r = parse(text, family="qwen3-coder", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "a"}), ("call_1", "get_weather", {"city": "Oslo"})]
+
+
+def test_xml_cut_off_before_function_close_is_refused() -> None:
+    text = "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n<param"
+    r = parse(text, family="qwen3-coder", tools=TOOLS)
+    assert r.tool_calls == [] and "cut off" in r.errors[0].reason

@@ -1,13 +1,18 @@
 """Property tests of parse(): generated completions round-trip; mutated and random ones never raise.
 
 Over 10,000 examples in all (2,000 round trips, 6,500 mutated, 2,000 random), derandomized so CI is stable.
+Mutation seeds are the benchmark corpus (``benchmarks/parse_corpus.py``: realistic faulty outputs) and fresh
+generated completions.
 Every example also checks the result's invariants: each attempted call is either a call or an error, ids are
 ``call_<index>``, and with tools every returned call fits its tool's schema.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,7 +145,7 @@ def assert_invariants(r: ParsedCompletion, tools: list[dict[str, Any]] | None) -
             assert check(c.arguments, SCHEMAS[c.name]) == []
     for e in r.errors:
         assert e.reason and isinstance(e.raw, str)
-    assert "<|im_end|>" not in r.content
+    assert not r.content.endswith("<|im_end|>") and r.content == r.content.strip()
 
 
 # ------------------------------------------------------------------------------------------ generators
@@ -222,9 +227,24 @@ def completion(draw: st.DrawFn) -> tuple[str, str, str | None, list[tuple[str, d
     return text, content, reasoning, calls
 
 
+def _load_corpus() -> list[str]:
+    """Realistic faulty completions from the parse benchmark's seeded corpus, as mutation seeds."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "parse_corpus.py"
+    spec = importlib.util.spec_from_file_location("tq_parse_corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return [sample.text for sample in module.make_corpus(300, seed=1)]
+
+
+SEEDS = _load_corpus()
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
-    text = draw(completion())[0]
+    """A seed (a realistic corpus completion, or a freshly generated clean one), then 1-6 mutations."""
+    text = draw(st.sampled_from(SEEDS) | completion().map(lambda c: c[0]))
     for _ in range(draw(st.integers(1, 6))):
         op = draw(st.sampled_from(["insert", "delete", "duplicate", "truncate", "quotes", "replace"]))
         i = draw(st.integers(0, len(text)))

@@ -43,7 +43,7 @@ _OPENER_RE = re.compile(r"<tool_call>|<function=")
 _FN_RE = re.compile(r"<function=([^>\n]{0,200})>")
 _PARAM_RE = re.compile(r"<parameter=([^>\n]{0,200})>")
 _TAG_RE = re.compile(r"</?tool_call>")
-_PARAM_END_RE = re.compile(r"</parameter>|<parameter=|</function>|</?tool_call>|<function=")
+_PARAM_END_RE = re.compile(r"</parameter>|<parameter=|</function>|<function=")
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _WS = " \t\r\n"
 _SEPARATORS = " \t\r\n,;}]`"
@@ -101,8 +101,20 @@ class _Tools:
                     hint='each tool must look like {"type": "function", "function": {"name": ..., "parameters": ...}}',
                 )
             params = fn.get("parameters")  # type: ignore[union-attr]
-            schemas[name] = params if isinstance(params, Mapping) else {}
+            if isinstance(params, dict):
+                schemas[name] = params  # JSON-shaped already (as from pydantic or a JSON file)
+            else:
+                schemas[name] = _plain(params) if isinstance(params, Mapping) else {}
         return cls(schemas)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences of a schema as plain dicts and lists (the checker tests ``isinstance(x, dict)``)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------------------- extraction
@@ -209,10 +221,24 @@ def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
     if err is None:
         found.extend(attempts)
         return end + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, end) else end
-    # Second pass: the block ends at the next tag; a missing '}' or ']' before a tag is repaired.
-    block_end = _next_tag(text, p)
+    # Second pass: the block ends at a tag; a missing '}' or ']' before that tag is repaired. The first
+    # </tool_call> may sit inside a string, so later ones are tried too, never past a new <tool_call>.
+    first: tuple[list[_Attempt], int, LenientJSONError | None, int] | None = None
+    for tries, m in enumerate(_TAG_RE.finditer(text, p)):
+        block_end = m.start()
+        attempts, end, err = _read_json_values(text, p, block_end, autoclose=True)
+        if first is None:
+            first = (attempts, end, err, block_end)
+        if err is None or (attempts and err.reason == "junk") or m.group() == _TC_OPEN or tries >= 8:
+            break
+        if not (err.truncated and text.find(_TC_CLOSE, m.end()) >= 0):
+            break
+    else:
+        block_end = len(text)
+        attempts, end, err = _read_json_values(text, p, block_end, autoclose=False)
+    if err is not None and first is not None and (not attempts or err.reason != "junk"):
+        attempts, end, err, block_end = first  # no later end did better: report the first reading
     closed = block_end < len(text)
-    attempts, end, err = _read_json_values(text, p, block_end, autoclose=closed)
     found.extend(attempts)
     ends_with_close = text.startswith(_TC_CLOSE, block_end)
     if err is not None and attempts and err.reason == "junk" and not ends_with_close:
@@ -230,13 +256,25 @@ def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
 
 
 def _param_end(text: str, p: int) -> tuple[int, int]:
-    """End of a parameter value starting at p: (value_end, resume). (-1, len) if the text ends inside it."""
+    """End of a parameter value starting at p: (value_end, resume). (-1, len) if the text ends inside it.
+
+    The value ends at ``</parameter>`` unless another parameter or the function ends first (then
+    ``</parameter>`` was left out); a ``<tool_call>``/``</tool_call>`` inside a closed value is text.
+    """
     m = _PARAM_END_RE.search(text, p)
     if m is None:
-        return -1, len(text)
+        t = _TAG_RE.search(text, p)
+        return (-1, len(text)) if t is None else (t.start(), t.start())
     if m.group() == _P_CLOSE:
         return m.start(), m.end()
-    return m.start(), m.start()  # unclosed </parameter>: the value ends at the next tag
+    # unclosed </parameter>: the value ends at the next tag; a </tool_call> before it ends the value only
+    # when a new call follows (otherwise it is text inside the value)
+    t = _TAG_RE.search(text, p, m.start())
+    if t is not None and (
+        t.group() == _TC_OPEN or m.group() == "<function=" or text.find(_TC_OPEN, t.end(), m.start()) >= 0
+    ):
+        return t.start(), t.start()
+    return m.start(), m.start()
 
 
 def _read_xml(text: str, p: int, found: list[_Attempt], wrapped: bool) -> int:
@@ -277,12 +315,10 @@ def _read_xml(text: str, p: int, found: list[_Attempt], wrapped: bool) -> int:
             elif text.startswith(_FN_CLOSE, q):
                 q += len(_FN_CLOSE)
                 break
-            elif (
-                q >= n
-                or text.startswith(_TC_CLOSE, q)
-                or text.startswith("<function=", q)
-                or text.startswith(_TC_OPEN, q)
-            ):
+            elif q >= n:
+                problem = problem or "the output ended before </function>; it was probably cut off"
+                break
+            elif text.startswith(_TC_CLOSE, q) or text.startswith("<function=", q) or text.startswith(_TC_OPEN, q):
                 break  # missing </function>
             else:  # stray text between parameters: skip to the next tag
                 nxt = text.find("<", q + 1)
@@ -438,8 +474,10 @@ def _resolve(att: _Attempt, index: int, tools: _Tools | None) -> ToolCall | Malf
     else:
         args = att.arguments
     if schema is not None:
-        args = coerce(args, schema, schema)
         problems = check(args, schema)
+        if problems:  # type what the model wrote by the schema ("5" -> 5), then look again
+            args = coerce(args, schema, schema)
+            problems = check(args, schema)
         if problems:
             return refuse(f"its arguments do not fit the tool's parameters: {'; '.join(problems)}")
     return ToolCall(id=f"call_{index}", name=name, arguments=args)
@@ -448,15 +486,18 @@ def _resolve(att: _Attempt, index: int, tools: _Tools | None) -> ToolCall | Malf
 # ------------------------------------------------------------------------------------------------- parse
 
 
+_EDGE_TAGS = (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS)
+
+
 def _clean(piece: str) -> str:
-    """Drop stray closing tags and end tokens from a content piece (repeatedly: removals can form new ones)."""
+    """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays)."""
+    piece = piece.strip()
     while True:
         before = piece
-        for tag in (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS):
-            if tag in piece:
-                piece = piece.replace(tag, "")
+        for tag in _EDGE_TAGS:
+            piece = piece.removeprefix(tag).removesuffix(tag).strip()
         if piece == before:
-            return piece.strip()
+            return piece
 
 
 def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
@@ -476,11 +517,11 @@ def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
             for att in found:
                 att.in_think = True
         else:
-            content.extend(p for p in map(_clean, pieces) if p)
+            content.extend(pieces)
         attempts.extend(found)
-    content_text = "\n\n".join(content)
+    content_text = "\n\n".join(p for p in map(_clean, content) if p)
     if not attempts and tools is not None and content_text:
-        bare = _bare_json_calls(content_text, tools)
+        bare = _bare_json_calls("".join(content), tools)
         if bare:
             attempts, content_text = bare, ""
     calls: list[ToolCall] = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from tq_agents.models.qwen._json_repair import LenientJSONError, loads_lenient
@@ -40,16 +39,16 @@ def describe(value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"string {shown!r}"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return "object"
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return "array"
     return type(value).__name__
 
 
 def _resolve(schema: Any, root: Any, seen: int = 0) -> Any:
     """Follow ``$ref`` (local ``#/...`` pointers only) until a non-ref schema; unresolvable → ``{}``."""
-    while isinstance(schema, Mapping) and isinstance(schema.get("$ref"), str) and seen < 32:
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
         ref = schema["$ref"]
         if not ref.startswith("#"):
             return {}
@@ -58,13 +57,13 @@ def _resolve(schema: Any, root: Any, seen: int = 0) -> Any:
             if not part:
                 continue
             part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, Mapping) and part in target:
+            if isinstance(target, dict) and part in target:
                 target = target[part]
             else:
                 return {}
         if len(schema) > 1:  # siblings of $ref (pydantic puts description/default there): merge, ref wins
             merged = {k: v for k, v in schema.items() if k != "$ref"}
-            if isinstance(target, Mapping):
+            if isinstance(target, dict):
                 merged.update(target)
             target = merged
         schema = target
@@ -75,7 +74,7 @@ def _resolve(schema: Any, root: Any, seen: int = 0) -> Any:
 def type_names(schema: Any, root: Any) -> set[str] | None:
     """The JSON types a schema admits, or None when it does not say (no ``type``, no union of typed branches)."""
     s = _resolve(schema, root)
-    if not isinstance(s, Mapping):
+    if not isinstance(s, dict):
         return None
     t = s.get("type")
     if isinstance(t, str):
@@ -109,9 +108,9 @@ def _json_type(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return "object"
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return "array"
     return "unknown"
 
@@ -130,9 +129,9 @@ def _is_type(value: Any, t: str) -> bool:
     if t == "null":
         return value is None
     if t == "object":
-        return isinstance(value, Mapping)
+        return isinstance(value, dict)
     if t == "array":
-        return isinstance(value, list | tuple)
+        return isinstance(value, list)
     return True  # unknown type names are not ours to refuse
 
 
@@ -195,7 +194,7 @@ def coerce(value: Any, schema: Any, root: Any, depth: int = 0) -> Any:
     if depth > 64:
         return value
     s = _resolve(schema, root)
-    if not isinstance(s, Mapping):
+    if not isinstance(s, dict):
         return value
     branches = s.get("anyOf") or s.get("oneOf")
     if isinstance(branches, list) and branches:
@@ -225,13 +224,13 @@ def coerce(value: Any, schema: Any, root: Any, depth: int = 0) -> Any:
             value = str(value)
         elif isinstance(value, float) and "integer" in types and "number" not in types and _is_type(value, "integer"):
             value = int(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         props = s.get("properties")
-        props = props if isinstance(props, Mapping) else {}
+        props = props if isinstance(props, dict) else {}
         extra = s.get("additionalProperties")
         out = {}
         for k, v in value.items():
-            sub = props.get(k, extra if isinstance(extra, Mapping) else None)
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
             out[k] = coerce(v, sub, root, depth + 1) if sub is not None else v
         return out
     if isinstance(value, list):
@@ -240,7 +239,7 @@ def coerce(value: Any, schema: Any, root: Any, depth: int = 0) -> Any:
         out_list = []
         for i, v in enumerate(value):
             sub = prefix[i] if isinstance(prefix, list) and i < len(prefix) else items
-            out_list.append(coerce(v, sub, root, depth + 1) if isinstance(sub, Mapping) else v)
+            out_list.append(coerce(v, sub, root, depth + 1) if isinstance(sub, dict) else v)
         return out_list
     return value
 
@@ -249,9 +248,9 @@ def _same(a: Any, b: Any) -> bool:
     """JSON equality: ``True`` is not ``1``."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
+    if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+    if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     ta, tb = _json_type(a), _json_type(b)
     if ta != tb and not (ta in ("integer", "number") and tb in ("integer", "number")):
@@ -271,6 +270,14 @@ def _pattern(p: str) -> re.Pattern[str] | None:
     return _RE_CACHE[p]
 
 
+_BOUNDS: tuple[tuple[str, Any, str], ...] = (
+    ("minimum", lambda v, b: v < b, "at least"),
+    ("maximum", lambda v, b: v > b, "at most"),
+    ("exclusiveMinimum", lambda v, b: v <= b, "greater than"),
+    ("exclusiveMaximum", lambda v, b: v >= b, "less than"),
+)
+
+
 def _name(path: str) -> str:
     return f"'{path}'" if path else "the arguments"
 
@@ -281,7 +288,7 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int = 0, stop:
     if schema is False:
         return [f"{_name(path)} is not allowed"]
     s = _resolve(schema, root)
-    if not isinstance(s, Mapping):
+    if not isinstance(s, dict):
         return []
     errs: list[str] = []
     where = _name(path)
@@ -327,13 +334,10 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int = 0, stop:
             if rx is not None and not rx.search(value):
                 errs.append(f"{where} must match the pattern {s['pattern']!r}, got {describe(value)}")
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        for key, bad, words in (
-            ("minimum", lambda v, b: v < b, "at least"),
-            ("maximum", lambda v, b: v > b, "at most"),
-            ("exclusiveMinimum", lambda v, b: v <= b, "greater than"),
-            ("exclusiveMaximum", lambda v, b: v >= b, "less than"),
-        ):
+        for key, bad, words in _BOUNDS:
             bound = s.get(key)
+            if bound is None:
+                continue
             if isinstance(bound, int | float) and not isinstance(bound, bool) and bad(value, bound):
                 errs.append(f"{where} must be {words} {bound}, got {value!r}")
         m = s.get("multipleOf")
@@ -341,7 +345,7 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int = 0, stop:
             q = value / m
             if math.isfinite(q) and abs(q - round(q)) > 1e-9:
                 errs.append(f"{where} must be a multiple of {m}, got {value!r}")
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list):
         n = len(value)
         if isinstance(s.get("minItems"), int) and n < s["minItems"]:
             errs.append(f"{where} must have at least {s['minItems']} items, got {n}")
@@ -362,8 +366,8 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int = 0, stop:
                 errs += _errors(v, sub, root, f"{path}[{i}]", depth + 1, stop)
             if len(errs) >= stop:
                 break
-    elif isinstance(value, Mapping):
-        props = s.get("properties") if isinstance(s.get("properties"), Mapping) else {}
+    elif isinstance(value, dict):
+        props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
         required = s.get("required") if isinstance(s.get("required"), list) else []
         missing = [r for r in required if isinstance(r, str) and r not in value]
         for r in missing:
@@ -376,7 +380,7 @@ def _errors(value: Any, schema: Any, root: Any, path: str, depth: int = 0, stop:
             elif extra is False:
                 known = ", ".join(repr(p) for p in props) or "none"
                 errs.append(f"{_name(sub_path)} is not a known argument (known: {known})")
-            elif isinstance(extra, Mapping):
+            elif isinstance(extra, dict):
                 errs += _errors(v, extra, root, sub_path, depth + 1, stop)
             if len(errs) >= stop:
                 break
