@@ -1,0 +1,154 @@
+"""Workflow builder: every validation error names its node or edge; Mermaid export."""
+
+from __future__ import annotations
+
+import pytest
+
+from tq_agents import Agent, Message, Plan, Review, TextMessage, Workflow, WorkflowValidationError
+from tq_agents.testing import ScriptedModel
+
+model = ScriptedModel()
+
+
+def agent(name: str, out: type[Message] = TextMessage) -> Agent:
+    return Agent(name, model=model, output_type=out)
+
+
+def problems(wf: Workflow) -> list[str]:
+    with pytest.raises(WorkflowValidationError) as exc:
+        wf.validate()
+    assert str(exc.value).startswith("workflow is invalid:")
+    return exc.value.problems
+
+
+def test_valid_workflow_validates_and_returns_self() -> None:
+    wf = Workflow("ok").add_node(agent("a")).add_node(agent("b")).add_edge("a", "b")
+    assert wf.validate() is wf
+    assert wf.entry_nodes() == ["a"]
+
+
+def test_duplicate_names() -> None:
+    wf = Workflow().add_node(agent("a")).add_node(agent("a"))
+    assert problems(wf) == ["node 'a': duplicate name (each node needs a unique name)"]
+
+
+def test_unknown_node_in_edge_and_entry() -> None:
+    wf = Workflow().add_node(agent("a")).add_edge("a", "ghost").set_entry("a", "nobody")
+    ps = problems(wf)
+    assert "edge a → ghost: unknown node 'ghost' (add_node it first)" in ps
+    assert "entry 'nobody': unknown node" in ps
+
+
+def test_no_entry() -> None:
+    wf = (
+        Workflow()
+        .add_node(agent("a"), max_visits=2)
+        .add_node(agent("b"))
+        .add_edge("a", "b")
+        .add_edge("b", "a", condition=lambda m: True)
+    )
+    assert problems(wf) == ["no entry node: every node has a predecessor; call set_entry('name')"]
+
+
+def test_unreachable_node() -> None:
+    wf = Workflow().add_node(agent("a")).add_node(agent("b")).add_node(agent("c")).add_edge("c", "b")
+    wf.set_entry("a")
+    ps = problems(wf)
+    assert "node 'b': unreachable from the entry node(s) a" in ps
+    assert "node 'c': unreachable from the entry node(s) a" in ps
+
+
+def test_incompatible_edge_types() -> None:
+    async def needs_review(r: Review) -> TextMessage:
+        return TextMessage(text=r.verdict)
+
+    wf = (
+        Workflow()
+        .add_node(agent("planner", Plan))
+        .add_node("check", needs_review)
+        .add_node(agent("writer"))
+        .add_edge("planner", "check")
+        .add_edge("planner", "writer", message_type=Review)
+    )
+    ps = problems(wf)
+    assert "edge planner → check: 'planner' produces Plan but 'check' accepts Review" in ps
+    assert "edge planner → writer: filter Review never matches what 'planner' produces (Plan)" in ps
+
+
+def test_cycle_without_condition_or_bound() -> None:
+    wf = (
+        Workflow()
+        .add_node(agent("coder"))
+        .add_node(agent("reviewer", Review))
+        .add_edge("coder", "reviewer")
+        .add_edge("reviewer", "coder")
+        .set_entry("coder")
+    )
+    ps = problems(wf)
+    assert any(p.startswith("cycle ") and "no edge has a condition" in p for p in ps), ps
+    assert any(p.startswith("cycle ") and "no node has a visit bound" in p for p in ps), ps
+    assert any("coder → reviewer → coder" in p or "reviewer → coder → reviewer" in p for p in ps)
+
+
+def test_bounded_conditional_cycle_is_valid() -> None:
+    wf = (
+        Workflow()
+        .add_node(agent("coder"), max_visits=3)
+        .add_node(agent("reviewer", Review))
+        .add_edge("coder", "reviewer")
+        .add_edge("reviewer", "coder", condition=lambda r: r.verdict == "revise")
+        .set_entry("coder")
+    )
+    wf.validate()
+
+
+def test_function_node_join_needs_list() -> None:
+    def merge(m: TextMessage) -> TextMessage:
+        return m
+
+    wf = (
+        Workflow()
+        .add_node(agent("a"))
+        .add_node(agent("b"))
+        .add_node(agent("c"))
+        .add_node("merge", merge)
+        .add_edge("a", "b")
+        .add_edge("a", "c")
+        .add_edge("b", "merge")
+        .add_edge("c", "merge")
+    )
+    assert any("node 'merge': joins 2 predecessors with 'all'" in p for p in problems(wf))
+
+
+def test_bad_options() -> None:
+    wf = Workflow().add_node(agent("a"), join="some", max_visits=0, on_exhausted="zz")  # type: ignore[arg-type]
+    ps = problems(wf)
+    assert "node 'a': join must be 'all' or 'any', got 'some'" in ps
+    assert "node 'a': max_visits must be >= 1, got 0" in ps
+    assert "node 'a': on_exhausted names unknown node 'zz'" in ps
+    assert problems(Workflow()) == ["workflow has no nodes (add_node first)"]
+
+
+def test_mermaid() -> None:
+    def is_revise(r: Review) -> bool:
+        return r.verdict == "revise"
+
+    wf = (
+        Workflow()
+        .add_node(agent("coder"), max_visits=2, on_exhausted="done")
+        .add_node(agent("reviewer", Review))
+        .add_node(agent("done"))
+        .add_edge("coder", "reviewer")
+        .add_edge("reviewer", "coder", condition=is_revise)
+        .add_edge("reviewer", "done", condition=lambda r: r.verdict == "approve", label="approve")
+        .set_entry("coder")
+    )
+    text = wf.to_mermaid()
+    lines = text.splitlines()
+    assert lines[0] == "flowchart TD"
+    assert "    __start__ --> n_coder" in lines
+    assert '    n_reviewer["reviewer<br/>agent → Review"]' in lines
+    assert "    n_reviewer -.->|is_revise| n_coder" in lines
+    assert "    n_reviewer -.->|approve| n_done" in lines
+    assert "    n_coder -.->|exhausted| n_done" in lines
+    assert "    n_coder --> n_reviewer" in lines
