@@ -369,7 +369,8 @@ def create_app(model: LocalQwen, *, model_id: str | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": served}
+        engine = getattr(model, "_engine", None)
+        return {"status": "ok", "model": served, "engine": engine.stats() if engine is not None else None}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -37,3 +37,58 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     asyncio.run(pyfuncitem.obj(**kwargs))
     return True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tq_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``tq serve`` started as a real subprocess on a free loopback port with the tiny checkpoint.
+
+    Yields ``(base_url, model_id)``; ``base_url`` ends in ``/v1``.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    model_id = str(tiny_checkpoint)
+    cmd = [sys.executable, "-c", "from tq_agents.cli import main; main()", "serve", "--model", model_id]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log_path = tmp_path_factory.mktemp("tq-serve") / "serve.log"
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                out = log_path.read_text(errors="replace")
+                pytest.fail(f"tq serve exited with {proc.returncode}:\n{out[-3000:]}")
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("tq serve did not become healthy within 120 s")
+            time.sleep(0.3)
+        yield base + "/v1", model_id
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
