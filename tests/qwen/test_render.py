@@ -22,6 +22,7 @@ FAMILIES = ("qwen2.5", "qwen3", "qwen3-coder")
 GOLDENS: dict[str, list[dict[str, Any]]] = {
     f: json.loads((GOLDEN_DIR / f"{f}.json").read_text(encoding="utf-8")) for f in FAMILIES
 }
+BY_NAME = {f: {c["name"]: c for c in GOLDENS[f]} for f in FAMILIES}
 ALL_CASES = [pytest.param(f, c, id=f"{f}:{c['name']}") for f in FAMILIES for c in GOLDENS[f]]
 
 
@@ -94,7 +95,7 @@ def test_chat_message_objects_render_like_dicts(family: str) -> None:
         ChatMessage(role="tool", content="晴", tool_call_id="c0", name="get_weather"),
     ]
     as_dicts = [m.to_openai() for m in msgs]
-    tools = GOLDENS["qwen3"][5]["tools"]
+    tools = BY_NAME["qwen3"]["tools_with_system"]["tools"]
     assert render(msgs, tools, family=family) == render(as_dicts, tools, family=family)
     flat = [dict(d) for d in as_dicts]
     flat[2]["tool_calls"] = [{"name": "get_weather", "arguments": {"city": "北京", "days": [1, 2]}}]
@@ -212,8 +213,8 @@ _MESSAGE = st.one_of(
 )
 _TOOLS = st.one_of(
     st.none(),
-    st.just(GOLDENS["qwen3-coder"][-2]["tools"]),  # coder_tools_schema_variety
-    st.just([GOLDENS["qwen3"][5]["tools"][0]]),
+    st.just(BY_NAME["qwen3-coder"]["coder_tools_schema_variety"]["tools"]),
+    st.just([BY_NAME["qwen3"]["tools_with_system"]["tools"][0]]),
 )
 
 

@@ -139,3 +139,31 @@ def test_decode_encode_identity(tok, text: str) -> None:
     ids = tok.encode(text)
     assert all(0 <= i < 151669 for i in ids)
     assert tok.decode(ids) == unicodedata.normalize("NFC", text)
+
+
+def test_build_from_scratch_into_fresh_cache(tmp_path, monkeypatch) -> None:
+    """The build path itself (not a cached file): one merge per multi-byte token, like the official file."""
+    from tq_agents.models.qwen._tokenizer import cache_dir, qwen_tokenizer_json
+
+    monkeypatch.setenv("TQ_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    path = qwen_tokenizer_json("qwen2.5")
+    assert path.is_file() and path.is_relative_to(tmp_path / "cache")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert len(data["model"]["vocab"]) == 151643
+    assert len(data["model"]["merges"]) == 151643 - 256  # 151,387 as in Qwen's own tokenizer.json
+    assert [t["id"] for t in data["added_tokens"]] == list(range(151643, 151665))
+    assert data["normalizer"]["type"] == "NFC"
+    assert qwen_tokenizer_json("qwen2.5") == path  # second call: the cached file
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    from tq_agents.errors import ModelUnavailableError
+    from tq_agents.models.qwen._tokenizer import qwen_tokenizer_json
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("TQ_CACHE_DIR", str(blocker))
+    with pytest.raises(ModelUnavailableError, match="cannot write the Qwen tokenizer cache") as info:
+        qwen_tokenizer_json("qwen2.5")
+    assert "TQ_CACHE_DIR" in str(info.value)

@@ -248,14 +248,21 @@ def qwen_tokenizer_json(family: str = "qwen3") -> Path:
     if out.is_file():
         return out
     text = _build_tokenizer_json(key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tokenizer-", suffix=".json")
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tokenizer-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
+    except OSError as e:
+        raise ModelUnavailableError(
+            f"cannot write the Qwen tokenizer cache at {out.parent}: {e}",
+            hint="set TQ_CACHE_DIR (or XDG_CACHE_HOME) to a writable directory",
+        ) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return out
 
@@ -291,7 +298,13 @@ def load_qwen_tokenizer(family: str = "qwen3") -> PreTrainedTokenizerFast:
             "transformers/tokenizers are not installed", hint="pip install 'tq-agents[local]'"
         ) from e
     key = "qwen3" if family == "qwen3-coder" else family
-    tok = Tokenizer.from_str(_tokenizer_json_text(key))
+    try:
+        tok = Tokenizer.from_str(_tokenizer_json_text(key))
+    except Exception as e:  # a corrupt cache file: say which one
+        raise ModelUnavailableError(
+            f"the cached Qwen tokenizer {qwen_tokenizer_json(key)} cannot be loaded: {e}",
+            hint="delete that file; it is rebuilt on the next call",
+        ) from e
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         clean_up_tokenization_spaces=False,
