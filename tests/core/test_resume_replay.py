@@ -1,0 +1,147 @@
+"""resume() from a truncated log (in-process, both stores) and replay() with divergence reports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tq_agents import (
+    Agent,
+    MemoryRunStore,
+    RunNotFoundError,
+    RunStore,
+    SQLiteRunStore,
+    TextMessage,
+    Workflow,
+    replay,
+    resume,
+    tool,
+)
+from tq_agents.models.base import ChatRequest
+from tq_agents.testing import ScriptedModel, call
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    made: list[RunStore] = []
+
+    def make(name: str) -> RunStore:
+        s: RunStore = SQLiteRunStore(tmp_path / f"{name}.sqlite") if request.param == "sqlite" else MemoryRunStore()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def build(executed: list[str], instructions: str = "Use the tool.") -> Workflow:
+    @tool
+    def charge(order: str) -> str:
+        """Charge an order (a side effect).
+
+        Args:
+            order: Order id.
+        """
+        executed.append(order)
+        return f"charged {order}"
+
+    orders = {"A": "o1", "B": "o2"}
+
+    def script(req: ChatRequest) -> object:  # request-driven, so a fresh model continues a resumed turn
+        if req.messages[-1].role == "tool" or req.agent not in orders:
+            return f"{req.agent} done"
+        return call("charge", order=orders[req.agent])
+
+    model = ScriptedModel(default=script)
+    wf = Workflow("three", model=model)
+    for n in "ABC":
+        wf.add_node(Agent(n, instructions, tools=[charge]))
+    return wf.add_edge("A", "B").add_edge("B", "C")
+
+
+def copy_prefix(src: RunStore, dst: RunStore, run_id: str, upto_kind: str, nth: int) -> None:
+    """Simulate a crash: the destination log holds the source's events up to the nth event of a kind."""
+    info = src.get_run(run_id)
+    dst.create_run(run_id, workflow=info.workflow, meta=info.meta)
+    seen = 0
+    for ev in src.load_events(run_id):
+        dst.append(run_id, ev.kind, ev.payload)
+        if ev.kind == upto_kind:
+            seen += 1
+            if seen == nth:
+                break
+    dst.flush()
+
+
+def test_resume_reruns_only_the_in_flight_turn(make_store) -> None:  # type: ignore[no-untyped-def]
+    executed: list[str] = []
+    full = make_store("full")
+    res = build(executed).run_sync("go", store=full)
+    assert res.status == "completed" and executed == ["o1", "o2"]
+
+    # crash after B's tool result was recorded, before B's turn finished
+    crashed = make_store("crashed")
+    copy_prefix(full, crashed, res.run_id, "ToolCallFinished", 2)
+    executed2: list[str] = []
+    wf2 = build(executed2)
+    result = asyncio.run(resume(res.run_id, wf2, crashed))
+    assert result.status == "completed" and result.output.text == "C done"  # type: ignore[union-attr]
+    assert executed2 == []  # B's recorded tool call was not executed again; A is not re-run
+    model = wf2.node("A").agent.model or wf2.model  # type: ignore[union-attr]
+    assert [r.agent for r in model.requests] == ["B", "C"]  # type: ignore[union-attr]  # B's 2nd call, then C
+    log = crashed.load_events(res.run_id)
+    finished = [e.payload["turn_id"] for e in log if e.kind == "NodeFinished"]
+    assert finished == ["A:1", "B:1", "C:1"]
+    assert [e.kind for e in log].count("RunResumed") == 1
+
+    # resuming a finished run gives back the recorded result without running anything
+    again = asyncio.run(resume(res.run_id, build(executed2), crashed))
+    assert again.status == "completed" and executed2 == []
+
+
+def test_resume_unknown_run(make_store) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RunNotFoundError):
+        asyncio.run(resume("missing", build([]), make_store("x")))
+
+
+def test_replay_reproduces_without_running_tools(make_store) -> None:  # type: ignore[no-untyped-def]
+    executed: list[str] = []
+    store = make_store("s")
+    res = build(executed).run_sync("go", store=store)
+    executed.clear()
+    report = asyncio.run(replay(res.run_id, build(executed), store))
+    assert not report.diverged, report.divergence
+    assert report.status == "completed" and report.recorded_status == "completed"
+    assert report.turns_compared == 3
+    assert executed == []  # tool results come from the record
+
+
+def test_replay_reports_first_divergence(make_store) -> None:  # type: ignore[no-untyped-def]
+    store = make_store("s")
+    res = build([]).run_sync("go", store=store)
+    report = asyncio.run(replay(res.run_id, build([], instructions="Different prompt."), store))
+    assert report.diverged
+    d = report.divergence
+    assert d is not None and d.turn_id == "A:1" and d.what == "model call #0 request differs"
+    assert "turn A:1" in str(d)
+
+    # a function node whose output changed since the recording
+    def with_post(text: str) -> Workflow:
+        def post(m: TextMessage) -> TextMessage:
+            return TextMessage(text=text)
+
+        return build([]).add_node("post", post).add_edge("C", "post")
+
+    res2 = with_post("v1").run_sync("go", store=store)
+    same = asyncio.run(replay(res2.run_id, with_post("v1"), store))
+    assert not same.diverged and same.turns_compared == 4
+    changed = asyncio.run(replay(res2.run_id, with_post("v2"), store))
+    assert changed.divergence is not None
+    assert changed.divergence.turn_id == "post:1" and changed.divergence.what == "output differs"
+    assert '"v1"' in changed.divergence.expected and '"v2"' in changed.divergence.actual
