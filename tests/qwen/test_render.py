@@ -239,3 +239,21 @@ def test_project_templates_agree_with_render(jinja_tokenizer, family, messages, 
         messages, tools=tools, chat_template=chat_template(family), tokenize=False, add_generation_prompt=gen, **kwargs
     )
     assert text == render(messages, tools, family=family, add_generation_prompt=gen, enable_thinking=thinking)
+
+
+def test_goldens_are_in_sync_with_make_goldens_script() -> None:
+    """The committed golden inputs are exactly the cases scripts/make_goldens.py renders."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_goldens.py"
+    spec = importlib.util.spec_from_file_location("make_goldens", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for family in FAMILIES:
+        cases = [c for c in module.CASES if family in c.get("families", module.ALL)]
+        assert [c["name"] for c in cases] == [g["name"] for g in GOLDENS[family]]
+        for case, golden in zip(cases, GOLDENS[family], strict=True):
+            assert json.loads(json.dumps(case["messages"])) == golden["messages"], case["name"]
+            assert json.loads(json.dumps(case.get("tools"))) == golden["tools"], case["name"]
+            assert (case.get("kwargs") or {}) == golden["kwargs"], case["name"]

@@ -162,6 +162,7 @@ def build_tiny_checkpoint(
     model.config.dtype = dtype
     model.generation_config.update(**_generation_config(family))
     model.save_pretrained(out, safe_serialization=True)
+    (out / "model.safetensors").chmod(0o644)
     (out / "generation_config.json").write_text(json.dumps(_generation_config(family), indent=2) + "\n")
 
     shutil.copyfile(qwen_tokenizer_json(family), out / "tokenizer.json")
