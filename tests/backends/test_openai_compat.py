@@ -1,0 +1,111 @@
+"""OpenAICompatible in both modes against ``tq serve``: the agent scenario, retries through a fault proxy,
+errors that will not heal."""
+
+from __future__ import annotations
+
+import pytest
+
+from tq_agents.errors import ModelRequestError, TransientModelError
+from tq_agents.models.base import ChatMessage, ChatRequest
+
+from ._scenario import EXECUTED, run_structured_scenario, run_tool_scenario
+
+pytest.importorskip("openai")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _model(base: str, model_id: str, mode: str, **kw):
+    from tq_agents.models.openai_compat import OpenAICompatible
+
+    kw.setdefault("backoff_initial", 0.05)
+    kw.setdefault("backoff_max", 0.2)
+    return OpenAICompatible(base, model_id, mode=mode, family="qwen2.5", **kw)
+
+
+@pytest.mark.parametrize("mode", ["tools", "raw"])
+async def test_agent_scenario_over_http(tq_server, mode):
+    base, model_id = tq_server
+    model = _model(base, model_id, mode)
+    try:
+        rec = await run_tool_scenario(model, ["add 1 and 2", "shout hi", "both please"])
+        assert all(r.model == model_id for r in rec.responses)
+        await run_structured_scenario(model, n=2)
+    finally:
+        await model.close()
+
+
+async def test_raw_mode_renders_qwen_prompt_and_sends_grammar(tq_server):
+    base, model_id = tq_server
+    model = _model(base, model_id, "raw")
+    req = ChatRequest(
+        messages=[ChatMessage(role="user", content="hi")],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}],
+        tool_choice="required",
+    )
+    prompt, grammar = model.render(req)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert grammar is not None and "<[151657]>" in grammar
+    resp = await model.complete(req)
+    names = [c.name for c in resp.message.tool_calls]
+    assert names and set(names) == {"f"} and resp.tool_call_errors == []
+    await model.close()
+
+
+@pytest.mark.parametrize("mode", ["tools", "raw"])
+async def test_retries_recover_through_faults_without_duplicate_tool_runs(tq_server, mode):
+    from ._proxy import FaultProxy
+    from .conftest import free_port
+
+    base, model_id = tq_server
+    with FaultProxy(base.removesuffix("/v1"), free_port(), hold_s=4.0) as proxy:
+        model = _model(proxy.base_url, model_id, mode, timeout=2.0, max_attempts=6)
+        proxy.faults.extend([429, 503, "timeout", None, 429, None, 503, 502])
+        try:
+            rec = await run_tool_scenario(model, ["add 1 and 2", "shout hi"])
+        finally:
+            await model.close()
+        injected = [f for _, f in proxy.log if f is not None]
+        assert injected == [429, 503, "timeout", 429, 503, 502]
+        assert model.attempts == len(rec.responses) + len(injected)
+        emitted = [c.name for r in rec.responses for c in r.message.tool_calls]
+        assert [name for name, _ in EXECUTED] == emitted  # each emitted call ran exactly once
+
+
+async def test_retry_budget_exhausted_raises_transient(tq_server):
+    from ._proxy import FaultProxy
+    from .conftest import free_port
+
+    base, model_id = tq_server
+    with FaultProxy(base.removesuffix("/v1"), free_port()) as proxy:
+        model = _model(proxy.base_url, model_id, "tools", max_attempts=3)
+        proxy.faults.extend([503, 503, 503, 503])
+        with pytest.raises(TransientModelError, match="503"):
+            await model.complete(ChatRequest(messages=[ChatMessage(role="user", content="x")], max_tokens=4))
+        assert model.attempts == 3
+        await model.close()
+
+
+async def test_errors_that_will_not_heal_fail_at_once(tq_server):
+    from ._proxy import FaultProxy
+    from .conftest import free_port
+
+    base, model_id = tq_server
+    req = ChatRequest(messages=[ChatMessage(role="user", content="x")], max_tokens=4)
+    wrong = _model(base, "no-such-model", "tools")
+    with pytest.raises(ModelRequestError, match="404") as e:
+        await wrong.complete(req)
+    assert wrong.attempts == 1 and "GET /v1/models" in str(e.value)
+    await wrong.close()
+    with FaultProxy(base.removesuffix("/v1"), free_port()) as proxy:
+        model = _model(proxy.base_url, model_id, "raw")
+        proxy.faults.append(401)
+        with pytest.raises(ModelRequestError, match="401") as e:
+            await model.complete(req)
+        assert model.attempts == 1 and "api_key" in str(e.value)
+        await model.close()
+    down = _model("http://127.0.0.1:9/v1", model_id, "tools", max_attempts=2)
+    with pytest.raises(TransientModelError, match="cannot connect"):
+        await down.complete(req)
+    assert down.attempts == 2
+    await down.close()
