@@ -178,7 +178,11 @@ class DockerSandbox(BaseSandbox):
             "tmpfs": {
                 WORK_DIR: f"rw,nosuid,nodev,size={lim.work_mb}m,{owner}",
                 "/tmp": f"rw,nosuid,nodev,size={lim.tmp_mb}m,{owner}",
+                # Podman adds unsized tmpfs at /run and /var/tmp to read-only containers: size them.
+                "/run": "rw,nosuid,nodev,noexec,size=1m",
+                "/var/tmp": "rw,nosuid,nodev,noexec,size=1m",
             },
+            "shm_size": f"{lim.tmp_mb}m",
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "ipc_mode": "private",

@@ -110,6 +110,58 @@ def status_of(pid, block):
     return REAPED.get(pid)
 
 
+# seccomp: refuse new user namespaces (unshare/clone with CLONE_NEWUSER) and clone3 (ENOSYS: libc falls back
+# to clone, whose flags we can see). An unprivileged user namespace is the door to most kernel exploits;
+# some engines' default profiles (Podman's) leave it open. Foreign-ABI syscalls are refused outright.
+SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, unshare, clone, clone3)
+    "x86_64": (0xC000003E, 272, 56, 435),
+    "aarch64": (0xC00000B7, 97, 220, 435),
+}
+
+
+def seccomp_no_userns():
+    """Install the filter in the calling process (inherited across exec). False on an unknown machine."""
+    import ctypes
+    import platform
+
+    spec = SECCOMP_ARCH.get(platform.machine())
+    if spec is None:
+        return False
+    arch, nr_unshare, nr_clone, nr_clone3 = spec
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    prog = [
+        (ld, 0, 0, 4),  # 0: A = arch
+        (jeq, 0, 9, arch),  # 1: foreign ABI -> 11 (EPERM)
+        (ld, 0, 0, 0),  # 2: A = syscall nr
+        (jge, 7, 0, 0x40000000),  # 3: x32 ABI -> 11
+        (jeq, 7, 0, nr_clone3),  # 4: clone3 -> 12 (ENOSYS)
+        (jeq, 2, 0, nr_unshare),  # 5: unshare -> 8
+        (jeq, 1, 0, nr_clone),  # 6: clone -> 8
+        (ret, 0, 0, allow),  # 7
+        (ld, 0, 0, 16),  # 8: A = low 32 bits of args[0] (flags)
+        (jset, 1, 0, 0x10000000),  # 9: CLONE_NEWUSER -> 11
+        (ret, 0, 0, allow),  # 10
+        (ret, 0, 0, eperm),  # 11
+        (ret, 0, 0, enosys),  # 12
+    ]
+
+    class Insn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+
+    insns = (Insn * len(prog))(*[Insn(*i) for i in prog])
+    fprog = Prog(len(prog), insns)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    return True
+
+
 def safe_path(work, rel):
     full = os.path.normpath(os.path.join(work, rel))
     if not full.startswith(work.rstrip("/") + "/"):
@@ -194,6 +246,7 @@ def main():
             for fd in (r_out, w_out, r_err, w_err, devnull):
                 os.close(fd)
             preexec()
+            seccomp_no_userns()
             os.execve(argv[0], argv, req["env"])
         except BaseException as exc:  # exec failed: report and leave without running host cleanup
             os.write(2, f"sandbox runner: cannot start {argv[0]}: {exc}\n".encode())
