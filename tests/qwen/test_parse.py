@@ -132,6 +132,19 @@ def test_json_repairs(body: str, expected: dict[str, Any]) -> None:
     assert calls(r) == [("call_0", name, expected)]
 
 
+def test_python_call_syntax() -> None:
+    text = (
+        "<tool_call>\nget_weather(city='Oslo', days=3)\n</tool_call>\n"
+        "<tool_call>\nsearch(query=\"a\", tags=('x', 'y'), exact=True)\n</tool_call>"
+    )
+    r = parse(text, family="qwen2.5", tools=TOOLS)
+    assert r.errors == []
+    assert calls(r) == [
+        ("call_0", "get_weather", {"city": "Oslo", "days": 3}),
+        ("call_1", "search", {"query": "a", "tags": ["x", "y"], "exact": True}),
+    ]
+
+
 def test_single_quoted_whole_call() -> None:
     r = parse("<tool_call>\n{'name': 'get_weather', 'arguments': {'city': \"O'Hare\"}}\n</tool_call>", family="qwen3")
     assert calls(r) == [("call_0", "get_weather", {"city": "O'Hare"})]
@@ -346,7 +359,10 @@ def test_nested_schema_violation_names_the_path() -> None:
             "string that is not a JSON object",
             id="args-bad-string",
         ),
-        pytest.param("<tool_call>\nget_weather(city='Oslo')\n</tool_call>", "expected a JSON object", id="not-json"),
+        pytest.param("<tool_call>\nI will call get_weather now\n</tool_call>", "expected a JSON object", id="not-json"),
+        pytest.param("<tool_call>\nget_weather('Oslo')\n</tool_call>", "must be given by name", id="py-positional"),
+        pytest.param("<tool_call>\nf(x=open('a'))\n</tool_call>", "not a literal", id="py-not-literal"),
+        pytest.param("<tool_call>\nf(x={1, 2})\n</tool_call>", "not JSON values", id="py-set"),
         pytest.param('<tool_call>\n{"name": "f", "arguments": {"x": NaN}}\n</tool_call>', "not valid JSON", id="nan"),
         pytest.param(
             '<tool_call>\n{"name": "f", "arguments": {"x": "a}}\n</tool_call>', "not valid JSON", id="unclosed-string"
@@ -410,6 +426,26 @@ def test_unclosed_think_ends_at_first_call() -> None:
     r = parse(text, family="qwen3", tools=TOOLS)
     assert r.reasoning == "I need the weather."
     assert calls(r) == [("call_0", "get_weather", {"city": "Oslo"})]
+
+
+def test_prompt_opened_think_without_closing_tag() -> None:
+    text = "Still reasoning about the weather...\n" + hermes("get_weather", '{"city": "Oslo"}')
+    r = parse(text, family="qwen3", tools=TOOLS, prompt_opened_think=True)
+    assert r.reasoning == "Still reasoning about the weather..."
+    assert calls(r) == [("call_0", "get_weather", {"city": "Oslo"})]
+    cut = parse("Hmm, the user wants", family="qwen3", prompt_opened_think=True)
+    assert cut.reasoning == "Hmm, the user wants" and cut.content == ""
+    # without the flag the same text is content: parse cannot know what the prompt ended with
+    assert parse("Hmm, the user wants", family="qwen3").content == "Hmm, the user wants"
+    # with </think> present the flag changes nothing
+    both = "plan</think>\n\nanswer"
+    assert parse(both, family="qwen3", prompt_opened_think=True) == parse(both, family="qwen3")
+
+
+def test_fenced_calls_leave_no_fence_in_content() -> None:
+    text = "```xml\n" + xml_call("search", query="a") + "\n```"
+    r = parse(text, family="qwen3-coder", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "a"})] and r.content == ""
 
 
 def test_unclosed_think_without_calls_is_all_reasoning() -> None:
@@ -578,3 +614,30 @@ def test_xml_cut_off_before_function_close_is_refused() -> None:
     text = "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n<param"
     r = parse(text, family="qwen3-coder", tools=TOOLS)
     assert r.tool_calls == [] and "cut off" in r.errors[0].reason
+
+
+# ------------------------------------------------------------------------------------------ pathological input
+
+N = 5000
+
+
+@pytest.mark.timeout(60)  # a hang guard: each of these is linear in the input (quadratic scans were removed)
+@pytest.mark.parametrize(
+    ("text", "n_calls", "n_errors"),
+    [
+        pytest.param("<tool_call>" * N, 0, 1, id="openers"),
+        pytest.param("<tool_call>{" * N, 0, N, id="openers-with-brace"),
+        pytest.param("</tool_call>" * N + "</think>" * N, 0, 0, id="stray-closers"),
+        pytest.param("<tool_call>" + "[" * N, 0, 1, id="deep-brackets"),
+        pytest.param('<tool_call>{"name": "a", "arguments": {"x": "' + "\\" * N, 0, 1, id="backslashes"),
+        pytest.param("<tool_call><function=f>" + "<parameter=a>x" * N, 0, 1, id="repeated-parameter"),
+        pytest.param("<function=f></function>" * N, N, 0, id="many-xml-calls"),
+        pytest.param('<tool_call>{"name": "f", "arguments": {"q": "x}</tool_call>' * N, 0, N, id="unclosed-strings"),
+        pytest.param('<tool_call>{"name": "f", "arguments": {}</tool_call>' * N, N, 0, id="missing-braces"),
+        pytest.param("<tool_call>f(" + "(" * N + ")</tool_call>", 0, 1, id="python-nesting"),
+        pytest.param("<think>" * N + "x", 0, 0, id="openers-of-think"),
+    ],
+)
+def test_pathological_inputs(text: str, n_calls: int, n_errors: int) -> None:
+    r = parse(text, family="qwen3")
+    assert (len(r.tool_calls), len(r.errors)) == (n_calls, n_errors)

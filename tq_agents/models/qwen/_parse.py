@@ -11,6 +11,7 @@ beside a bad one is kept, and every bad one is reported with a reason written fo
 
 from __future__ import annotations
 
+import ast
 import difflib
 import logging
 import os
@@ -43,6 +44,8 @@ _OPENER_RE = re.compile(r"<tool_call>|<function=")
 _FN_RE = re.compile(r"<function=([^>\n]{0,200})>")
 _PARAM_RE = re.compile(r"<parameter=([^>\n]{0,200})>")
 _TAG_RE = re.compile(r"</?tool_call>")
+_FENCE_RE = re.compile(r"```[\w+-]*")
+_PY_CALL_RE = re.compile(r"([A-Za-z_][\w.\-]{0,100})\((.*)\)", re.DOTALL)
 _PARAM_END_RE = re.compile(r"</parameter>|<parameter=|</function>|<function=")
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _WS = " \t\r\n"
@@ -187,26 +190,26 @@ def _json_attempt(value: Any, raw: str) -> _Attempt:
     return _Attempt(raw, name=name, arguments=args)
 
 
-def _read_json_values(
-    text: str, p: int, stop: int, autoclose: bool
-) -> tuple[list[_Attempt], int, LenientJSONError | None]:
-    """Read successive JSON values from text[p:stop]; returns attempts, end, and the error that stopped it."""
+def _read_json_values(seg: str, autoclose: bool) -> tuple[list[_Attempt], int, LenientJSONError | None]:
+    """Read successive JSON values from ``seg`` (one block's text); returns attempts, end, and the error
+    that stopped it (``reason == "junk"`` when the next thing is not JSON at all)."""
     out: list[_Attempt] = []
+    p, stop = 0, len(seg)
     while True:
-        while p < stop and text[p] in _SEPARATORS:
+        while p < stop and seg[p] in _SEPARATORS:
             p += 1
-        if p >= stop or text.startswith(_TC_CLOSE, p) or text.startswith(_TC_OPEN, p):
+        if p >= stop or seg.startswith(_TC_CLOSE, p) or seg.startswith(_TC_OPEN, p):
             return out, p, None
-        if text.startswith("json", p) and out == [] and text[p - 1 : p] == "`":
+        if not out and seg.startswith("json", p) and seg[p - 1 : p] == "`":
             p += 4  # ```json fence
             continue
-        if text[p] not in "{[":
+        if seg[p] not in "{[":
             return out, p, LenientJSONError("junk", p)
         try:
-            value, end, _ = decode_lenient(text[:stop], p, autoclose=autoclose)
+            value, end, _ = decode_lenient(seg, p, autoclose=autoclose)
         except LenientJSONError as e:
             return out, p, e
-        raw = text[p:end]
+        raw = seg[p:end]
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             out.extend(_json_attempt(v, raw) for v in value)
         else:
@@ -214,45 +217,102 @@ def _read_json_values(
         p = end
 
 
+def _pythonic_call(body: str) -> _Attempt | None:
+    """``name(key=value, ...)`` with literal values, as some small models write a call; None if not that."""
+    m = _PY_CALL_RE.fullmatch(body.strip().removeprefix("```python").removesuffix("```").strip())
+    if m is None or len(body) > 20_000:
+        return None
+    raw = _clip(body)
+    try:
+        node = ast.parse(m.group(0), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(node, ast.Call):
+        return None
+    name = m.group(1)
+    if node.args:
+        return _Attempt(
+            raw, name=name, problem="arguments must be given by name, as JSON: name(key=value) is not a call"
+        )
+    args: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            return None
+        try:
+            args[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return _Attempt(raw, name=name, problem=f"the value of {kw.arg!r} is not a literal")
+    try:
+        return _Attempt(raw, name=name, arguments=_as_json(args))
+    except ValueError as e:
+        return _Attempt(raw, name=name, problem=f"the arguments are not JSON values ({e})")
+
+
+def _as_json(value: Any, depth: int = 0) -> Any:
+    """A Python literal as a JSON value (tuples become lists); ValueError for sets, bytes, complex, NaN..."""
+    if depth > 64:
+        raise ValueError("nested too deeply")
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+        return value
+    if isinstance(value, list | tuple):
+        return [_as_json(v, depth + 1) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _as_json(v, depth + 1) for k, v in value.items()}
+    raise ValueError(f"{type(value).__name__} {value!r:.30}")
+
+
 def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
-    """Read the JSON body of a ``<tool_call>`` starting at p; returns where scanning resumes."""
-    # First pass: read values over the rest of the text, so a "</tool_call>" inside a string is harmless.
-    attempts, end, err = _read_json_values(text, p, len(text), autoclose=False)
+    """Read the JSON body of a ``<tool_call>`` starting at p; returns where scanning resumes.
+
+    The block's region runs to the next ``<tool_call>`` (or the end), which keeps the scan linear.
+    """
+    nxt = text.find(_TC_OPEN, p)
+    region_end = len(text) if nxt < 0 else nxt
+    seg = text[p:region_end]
+    # First pass: the whole region, so a "</tool_call>" inside a string is harmless.
+    attempts, end, err = _read_json_values(seg, autoclose=False)
     if err is None:
         found.extend(attempts)
+        end += p
         return end + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, end) else end
-    # Second pass: the block ends at a tag; a missing '}' or ']' before that tag is repaired. The first
-    # </tool_call> may sit inside a string, so later ones are tried too, never past a new <tool_call>.
+    # Second pass: the block ends at a </tool_call>, and a missing '}' or ']' before it is repaired. The
+    # first </tool_call> may sit inside a string, so a few later ones are tried too.
     first: tuple[list[_Attempt], int, LenientJSONError | None, int] | None = None
-    for tries, m in enumerate(_TAG_RE.finditer(text, p)):
+    for tries, m in enumerate(_TAG_RE.finditer(seg)):
         block_end = m.start()
-        attempts, end, err = _read_json_values(text, p, block_end, autoclose=True)
+        attempts, end, err = _read_json_values(seg[:block_end], autoclose=True)
         if first is None:
             first = (attempts, end, err, block_end)
-        if err is None or (attempts and err.reason == "junk") or m.group() == _TC_OPEN or tries >= 8:
+        if err is None or (attempts and err.reason == "junk") or tries >= 8:
             break
-        if not (err.truncated and text.find(_TC_CLOSE, m.end()) >= 0):
+        if not (err.truncated and seg.find(_TC_CLOSE, m.end()) >= 0):
             break
-    else:
-        block_end = len(text)
-        attempts, end, err = _read_json_values(text, p, block_end, autoclose=False)
+    else:  # no </tool_call>: the block ends at the next <tool_call> (repairable) or at the end (cut off)
+        block_end = len(seg)
+        attempts, end, err = _read_json_values(seg, autoclose=nxt >= 0)
     if err is not None and first is not None and (not attempts or err.reason != "junk"):
         attempts, end, err, block_end = first  # no later end did better: report the first reading
-    closed = block_end < len(text)
     found.extend(attempts)
-    ends_with_close = text.startswith(_TC_CLOSE, block_end)
+    closed = p + block_end < len(text)
+    ends_with_close = seg.startswith(_TC_CLOSE, block_end)
     if err is not None and attempts and err.reason == "junk" and not ends_with_close:
-        return end  # </tool_call> missing: what follows the call is ordinary text
+        return p + end  # </tool_call> missing: what follows the call is ordinary text
     if err is not None and (not attempts or err.reason != "junk"):
-        raw = text[end:block_end]
-        if err.reason == "junk":
-            reason = f"expected a JSON object after <tool_call>, got {_clip(raw)[:40]!r}"
-        elif err.truncated and not closed:
-            reason = f"the output ended before the call was complete ({err.reason}); it was probably cut off"
+        raw = seg[end:block_end]
+        pythonic = _pythonic_call(raw) if err.reason == "junk" and not attempts else None
+        if pythonic is not None:
+            found.append(pythonic)
         else:
-            reason = f"the call is not valid JSON: {err.reason}"
-        found.append(_Attempt(_clip(raw), problem=reason))
-    return block_end + len(_TC_CLOSE) if ends_with_close else block_end
+            if err.reason == "junk":
+                reason = f"expected a JSON object after <tool_call>, got {_clip(raw)[:40]!r}"
+            elif err.truncated and not closed:
+                reason = f"the output ended before the call was complete ({err.reason}); it was probably cut off"
+            else:
+                reason = f"the call is not valid JSON: {err.reason}"
+            found.append(_Attempt(_clip(raw), problem=reason))
+    return p + block_end + (len(_TC_CLOSE) if ends_with_close else 0)
 
 
 def _param_end(text: str, p: int) -> tuple[int, int]:
@@ -490,18 +550,32 @@ _EDGE_TAGS = (_TC_CLOSE, _TH_CLOSE, *_END_TOKENS)
 
 
 def _clean(piece: str) -> str:
-    """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays)."""
-    piece = piece.strip()
-    while True:
-        before = piece
-        for tag in _EDGE_TAGS:
-            piece = piece.removeprefix(tag).removesuffix(tag).strip()
-        if piece == before:
-            return piece
+    """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays).
+
+    A piece that is only a code-fence marker (the model fenced its calls: ```xml ... ```) is dropped.
+    """
+    i, j = 0, len(piece)
+    while True:  # move the edges inward without copying (linear even for thousands of stray tags)
+        while i < j and piece[i].isspace():
+            i += 1
+        while j > i and piece[j - 1].isspace():
+            j -= 1
+        tag = next((t for t in _EDGE_TAGS if piece.startswith(t, i, j)), None)
+        if tag is not None:
+            i += len(tag)
+            continue
+        tag = next((t for t in _EDGE_TAGS if piece.endswith(t, i, j)), None)
+        if tag is None:
+            break
+        j -= len(tag)
+    piece = piece[i:j]
+    return "" if _FENCE_RE.fullmatch(piece) else piece
 
 
-def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
+def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -> ParsedCompletion:
     text = text.strip()
+    if prompt_opened_think and not text.startswith(_TH_OPEN):
+        text = _TH_OPEN + text
     for tok in _END_TOKENS:
         while text.endswith(tok):
             text = text[: -len(tok)].rstrip()
@@ -537,7 +611,13 @@ def _parse(text: str, tools: _Tools | None) -> ParsedCompletion:
     )
 
 
-def parse(text: str, *, family: Family | str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedCompletion:
+def parse(
+    text: str,
+    *,
+    family: Family | str,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    prompt_opened_think: bool = False,
+) -> ParsedCompletion:
     """Parse one Qwen completion into content, reasoning, tool calls and refused calls.
 
     Args:
@@ -547,6 +627,8 @@ def parse(text: str, *, family: Family | str, tools: Sequence[Mapping[str, Any]]
         tools: the OpenAI-shaped tool schemas offered to the model. When given, a call to an unknown tool or
             with arguments that do not fit the tool's JSON schema is refused (listed in ``errors``), and
             argument values are typed by the schema (``"5"`` → ``5`` for an integer parameter).
+        prompt_opened_think: the prompt ended with ``<think>`` (Qwen3 thinking templates), so the completion
+            starts inside the reasoning: with no ``</think>`` in it, it is reasoning up to the first tool call.
 
     Repairs: single quotes, bare keys, trailing commas, Python literals (``True``/``False``/``None``),
     a missing ``</tool_call>``, a missing ``}`` before ``</tool_call>``, several calls in a row, several
@@ -568,7 +650,7 @@ def parse(text: str, *, family: Family | str, tools: Sequence[Mapping[str, Any]]
     if not isinstance(text, str):
         raise ConfigError(f"parse(text=...) must be a str, got {type(text).__name__}")
     try:
-        return _parse(text, compiled)
+        return _parse(text, compiled, prompt_opened_think)
     except Exception as exc:  # a bug here must not take down a run: report it as a refused call
         if _RAISE_INTERNAL_ERRORS:
             raise
