@@ -186,6 +186,11 @@ def runner_payload(req: Request, limits: SandboxLimits, *, python: str, bash: st
     return json.dumps(body).encode("utf-8")
 
 
+def has_record(req: Request, stdout: bytes) -> bool:
+    """True when the runner's result record is in ``stdout``."""
+    return (b"\nTQ-SANDBOX-RESULT-" + req.nonce.encode("ascii") + b"\n") in stdout
+
+
 def parse_result(
     req: Request,
     stdout: bytes,

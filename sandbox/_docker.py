@@ -31,6 +31,7 @@ from tq_agents.sandbox._base import (
     HeadTail,
     Request,
     SandboxLimits,
+    has_record,
     parse_result,
     raw_cap,
     runner_payload,
@@ -114,6 +115,9 @@ class DockerSandbox(BaseSandbox):
         self._closed = False
         self._pool: queue.Queue[Any] = queue.Queue()
         self._filler: ThreadPoolExecutor | None = None
+        # Finished containers are removed off the caller's path (the engine's cleanup takes ~0.5 s).
+        self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tq-sandbox-reaper")
+        self._reaping: set[Any] = set()
         self._lock = threading.Lock()
         with _engine_errors("connect", self.base_url, self.image):
             self._client = self._retrying(lambda: docker.DockerClient(base_url=self.base_url, max_pool_size=32))
@@ -238,8 +242,25 @@ class DockerSandbox(BaseSandbox):
                     self._filler.submit(self._refill)
         return container if container is not None else self._start_container()
 
+    def _remove_later(self, container: Any) -> None:
+        try:
+            fut = self._reaper.submit(self._remove, container)
+        except RuntimeError:  # reaper shut down: remove inline
+            self._remove(container)
+            return
+        with self._lock:
+            self._reaping.add(fut)
+        fut.add_done_callback(lambda f: self._reaping.discard(f))
+
+    def flush(self) -> None:
+        """Wait until the containers of finished runs are removed."""
+        with self._lock:
+            pending = list(self._reaping)
+        for fut in pending:
+            fut.result()
+
     def close(self) -> None:
-        """Stop refilling the pool and remove every pooled container (idempotent)."""
+        """Stop refilling the pool and remove every pooled and finished container (idempotent)."""
         self._closed = True
         with self._lock:
             filler, self._filler = self._filler, None
@@ -250,6 +271,7 @@ class DockerSandbox(BaseSandbox):
                 self._remove(self._pool.get_nowait())
             except queue.Empty:
                 break
+        self.flush()
 
     # -- one run ------------------------------------------------------------------------------------------
     def _execute(self, req: Request) -> ExecResult:
@@ -283,31 +305,37 @@ class DockerSandbox(BaseSandbox):
                     raw.close()
                 with contextlib.suppress(Exception):
                     sock.close()
-            if killed:
-                with contextlib.suppress(Exception):
-                    container.kill()
-            with _engine_errors("wait for the container", self.base_url, self.image):
-                try:
-                    status = container.wait(timeout=10)
-                except Exception:
-                    container.kill()
-                    status = container.wait(timeout=10)
-                container.reload()
             duration = time.monotonic() - started
-            state = container.attrs.get("State", {})
+            stdout = out.value()
+            if not killed and has_record(req, stdout):
+                # The runner reported (exit code, OOM kills in its cgroup): no need to wait for the engine.
+                exit_code, oom = None, False
+            else:
+                if killed:
+                    with contextlib.suppress(Exception):
+                        container.kill()
+                with _engine_errors("wait for the container", self.base_url, self.image):
+                    try:
+                        status = container.wait(timeout=10)
+                    except Exception:
+                        container.kill()
+                        status = container.wait(timeout=10)
+                    container.reload()
+                exit_code = None if killed else status.get("StatusCode")
+                oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
             return parse_result(
                 req,
-                out.value(),
+                stdout,
                 err.value(),
-                exit_code=None if killed else status.get("StatusCode"),
+                exit_code=exit_code,
                 timed_out=killed,
-                oom_killed=bool(state.get("OOMKilled")),
+                oom_killed=oom,
                 truncated=out.overflowed or err.overflowed,
                 duration_s=duration,
                 limits=self.limits,
             )
         finally:
-            self._remove(container)
+            self._remove_later(container)
 
     @staticmethod
     def _read_frames(raw: socket.socket, out: HeadTail, err: HeadTail, deadline: float) -> bool:

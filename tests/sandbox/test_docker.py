@@ -61,6 +61,7 @@ def test_each_container_is_used_once_and_removed(docker_sandbox: DockerSandbox) 
     )
     assert second.stdout.startswith("False\n")
     assert first.stdout != second.stdout.split("\n", 1)[1]  # different cgroup = different container
+    docker_sandbox.flush()  # finished containers are removed in the background
     assert _our_containers(docker_sandbox) == []
 
 

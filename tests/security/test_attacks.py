@@ -104,5 +104,6 @@ def test_host_unharmed_after_all_attacks(
     assert host.listener_hits() == {}, host.listener_hits()
     assert host.tagged_processes() == [], "processes survived their sandbox"
     assert host.can_fork()
+    attack_docker.flush()
     leftovers = attack_docker._client.containers.list(all=True, filters={"label": f"{LABEL}.owner-pid={os.getpid()}"})
     assert leftovers == [], [c.name for c in leftovers]
