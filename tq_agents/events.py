@@ -16,6 +16,7 @@ output; ``event_from_stored`` rebuilds the typed event from a stored row.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 _EVENT_TYPES: dict[str, type[Event]] = {}
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_GETTERS: dict[type, tuple[tuple[str, ...], Any]] = {}
 _ENVELOPE = ("run_id", "seq", "ts")
 
 
@@ -62,11 +63,13 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The fields other than run_id/seq/ts (what the store keeps as the payload)."""
-        names = _FIELD_NAMES.get(type(self))
-        if names is None:
+        getter = _GETTERS.get(type(self))
+        if getter is None:
             names = tuple(f.name for f in fields(self) if f.name not in _ENVELOPE)
-            _FIELD_NAMES[type(self)] = names
-        return {n: getattr(self, n) for n in names}
+            getter = _GETTERS[type(self)] = (names, operator.attrgetter(*names))
+        names, get = getter
+        values = get(self)
+        return dict(zip(names, values if len(names) > 1 else (values,), strict=True))
 
     def to_json(self) -> str:
         """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from tq_agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from tq_agents.messages import Message, TextMessage, UserInput
+from tq_agents.messages import Message, TextMessage, UserInput, _new_id
 from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse, ToolCall, Usage
 from tq_agents.store import RunStore, open_store
 
@@ -113,7 +112,7 @@ _TOPOLOGY_CACHE: dict[tuple[int, int], dict[str, _Topology]] = {}
 def _topology(wf: Workflow) -> dict[str, _Topology]:
     key = (id(wf), wf._version)
     topo = _TOPOLOGY_CACHE.get(key)
-    if topo is not None and all(t.spec is wf.node(n) for n, t in topo.items()):
+    if topo is not None:
         return topo
     g = wf.graph
     topo = {}
@@ -322,14 +321,15 @@ class Run:
         self._done: asyncio.Future[RunResult] = self._loop.create_future()
         self._result: RunResult | None = None
         self._unsubscribe = store.subscribe(run_id, self._on_durable)
-        for name, node in self._nodes.items():
-            agent = node.spec.agent
-            if agent is not None and agent.model is None and self.model is None:
-                self._unsubscribe()
-                raise UserError(
-                    f"agent {name!r} has no model and the workflow has none",
-                    hint="pass model=... to the Agent, to Workflow(...), or to run()/start()",
-                )
+        if self.model is None:
+            for name, node in self._nodes.items():
+                agent = node.spec.agent
+                if agent is not None and agent.model is None:
+                    self._unsubscribe()
+                    raise UserError(
+                        f"agent {name!r} has no model and the workflow has none",
+                        hint="pass model=... to the Agent, to Workflow(...), or to run()/start()",
+                    )
 
     # ---- public -----------------------------------------------------------------------------------
     @property
@@ -581,8 +581,8 @@ class Run:
         final: list[Message] = []
         for m in outputs:
             if m.id in self.messages or m.source not in (None, name) or m.run_id not in (None, self.run_id):
-                m = m.model_copy(update={"id": uuid.uuid4().hex, "source": name, "run_id": self.run_id})
-            else:
+                m = m.model_copy(update={"id": _new_id(), "source": name, "run_id": self.run_id})
+            elif m.source is None or m.run_id is None:
                 m.source, m.run_id = name, self.run_id
             final.append(m)
             self.messages[m.id] = m
@@ -751,7 +751,8 @@ class Run:
 
 
 def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+    """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes."""
+    return time.strftime("%Y%m%d-%H%M%S-") + _new_id()
 
 
 def start_run(
@@ -770,11 +771,13 @@ def start_run(
     """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
     ``None`` for an in-memory store. See ``Workflow.run`` for the budgets."""
     workflow.validate()
-    msg = UserInput(text=input, source="user") if isinstance(input, str) else input
-    if not isinstance(msg, Message):
-        raise UserError(f"run input must be a str or a Message, got {type(input).__name__}")
     rid = run_id or _new_run_id()
-    msg = msg.model_copy(update={"run_id": rid, "source": msg.source or "user"})
+    if isinstance(input, str):
+        msg: Message = UserInput(text=input, source="user", run_id=rid)
+    elif isinstance(input, Message):
+        msg = input.model_copy(update={"run_id": rid, "source": input.source or "user"})
+    else:
+        raise UserError(f"run input must be a str or a Message, got {type(input).__name__}")
     run = Run(
         workflow,
         store=open_store(store),

@@ -365,10 +365,12 @@ class SQLiteRunStore(RunStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             if runs:
-                db.executemany(
-                    "INSERT INTO runs VALUES (?,?,?,?,?,?)",
-                    [(r.run_id, r.workflow, r.status, r.created_at, r.updated_at, _dumps(r.meta)) for r in runs],
-                )
+                statuses = dict(statuses)
+                rows = []
+                for r in runs:  # a run created and finished within one commit is written once
+                    status, updated = statuses.pop(r.run_id, (r.status, r.updated_at))
+                    rows.append((r.run_id, r.workflow, status, r.created_at, updated, _dumps(r.meta)))
+                db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?)", rows)
             if events:
                 db.executemany("INSERT INTO event_segments VALUES (?,?,?,?)", _segments(events))
             if statuses:

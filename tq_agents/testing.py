@@ -52,6 +52,13 @@ def _tokens(text: str | None) -> int:
     return 0 if not text else max(1, len(text) // 4)
 
 
+def _prompt_tokens(request: ChatRequest) -> int:
+    return sum(len(m.content) // 4 + 1 for m in request.messages if m.content)
+
+
+_NOT_CALLABLE_STEPS = (ToolCall, Message, BaseException)
+
+
 class ScriptedModel:
     """A deterministic ``ChatModel`` that answers from per-agent scripts (see module docstring).
 
@@ -80,6 +87,7 @@ class ScriptedModel:
         self._cursor: dict[str, int] = {}
         self._default = default
         self._latency = latency
+        self._fixed_latency = not isinstance(latency, Mapping)
         self._name = name
         self.requests: list[ChatRequest] = []
 
@@ -111,9 +119,9 @@ class ScriptedModel:
         """Answer ``request`` with the agent's next scripted step."""
         self.requests.append(request)
         step = self._next_step(request)
-        while callable(step) and not isinstance(step, (ToolCall, Message, BaseException)):
+        while callable(step) and not isinstance(step, _NOT_CALLABLE_STEPS):
             step = step(request)
-        latency = self._latency.get(request.agent or "*", 0.0) if isinstance(self._latency, Mapping) else self._latency
+        latency = self._latency if self._fixed_latency else self._latency.get(request.agent or "*", 0.0)  # type: ignore[union-attr]
         if latency:
             await asyncio.sleep(latency)
         if isinstance(step, BaseException):
@@ -121,7 +129,13 @@ class ScriptedModel:
         return self._response(request, step)
 
     def _response(self, request: ChatRequest, step: Step) -> ChatResponse:
-        prompt = sum(_tokens(m.content) for m in request.messages)
+        if type(step) is str:  # the common case first
+            return ChatResponse(
+                message=ChatMessage(role="assistant", content=step),
+                usage=Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=_tokens(step)),
+                model=self._name,
+            )
+        prompt = _prompt_tokens(request)
         if isinstance(step, ChatResponse):
             return step
         if isinstance(step, ToolCall):
