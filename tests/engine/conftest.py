@@ -1,4 +1,4 @@
-"""Fixtures of the engine tests: a small random-weight Qwen2 model in memory (real transformers modules)."""
+"""Fixtures of the engine tests: the project's tiny random-weight Qwen checkpoints through real transformers."""
 
 from __future__ import annotations
 
@@ -8,23 +8,19 @@ torch = pytest.importorskip("torch", reason="engine tests need the `local` extra
 
 
 @pytest.fixture(scope="session")
-def tiny_model():
-    """A 2-layer Qwen2ForCausalLM with random weights (GQA: 4 query heads, 2 KV heads), fp32, sdpa."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def tiny_model(tiny_checkpoint):
+    """The project's tiny random-weight Qwen2.5 checkpoint loaded by the engine's own loader (fp32, sdpa)."""
+    from tq_agents.models._engine import load_model
 
-    torch.manual_seed(1234)
-    cfg = Qwen2Config(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    cfg._attn_implementation = "sdpa"
-    return Qwen2ForCausalLM(cfg).eval()
+    return load_model(str(tiny_checkpoint), dtype="fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_qwen3(tiny_checkpoint_qwen3):
+    """The tiny Qwen3 checkpoint (q/k norms, explicit head_dim) through the same loader."""
+    from tq_agents.models._engine import load_model
+
+    return load_model(str(tiny_checkpoint_qwen3), dtype="fp32")
 
 
 @pytest.fixture
