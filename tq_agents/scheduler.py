@@ -77,6 +77,23 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "completed"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (for ``tq run --json``): run id, status, reason, turns, tokens, final message."""
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "reason": self.reason,
+            "turns": self.turns,
+            "tokens": {
+                "prompt": self.usage.prompt_tokens,
+                "completion": self.usage.completion_tokens,
+                "total": self.usage.total_tokens,
+            },
+            "duration_s": round(self.duration_s, 6),
+            "output": self.output.to_dict() if self.output is not None else None,
+        }
+
 
 class _Stop(Exception):
     def __init__(self, status: str, reason: str) -> None:
@@ -167,6 +184,8 @@ class _Context(TurnContext):
         if max_tokens is not None and run.total_tokens >= max_tokens:
             raise _Stop("max_tokens", f"token budget of {max_tokens} used up ({run.total_tokens})")
         rhash = request_hash(request)
+        request.metadata["run_id"] = run.run_id  # lets backends tag records they append to the store
+        request.metadata["turn_id"] = turn.turn_id
         run._emit(
             ModelCallStarted(
                 run_id=run.run_id,
@@ -355,6 +374,8 @@ class Run:
                 yield ev
                 if isinstance(ev, RunFinished):
                     return
+            if self._result is not None and i >= len(self._events):
+                return  # a run that had ended before this process (resume of a finished run)
             if self._wake is None or self._wake.done():
                 self._wake = self._loop.create_future()
             await asyncio.shield(self._wake)

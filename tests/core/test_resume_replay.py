@@ -145,3 +145,21 @@ def test_replay_reports_first_divergence(make_store) -> None:  # type: ignore[no
     assert changed.divergence is not None
     assert changed.divergence.turn_id == "post:1" and changed.divergence.what == "output differs"
     assert '"v1"' in changed.divergence.expected and '"v2"' in changed.divergence.actual
+
+
+def test_resume_of_finished_run_streams_nothing_and_ends(make_store) -> None:  # type: ignore[no-untyped-def]
+    from tq_agents import start_resume
+
+    store = make_store("s")
+    res = build([]).run_sync("go", store=store)
+
+    async def go() -> list[object]:
+        run = start_resume(res.run_id, build([]), store)
+        evs = [e async for e in run.events()]
+        assert (await run.result()).status == "completed"
+        return evs
+
+    assert asyncio.run(go()) == []
+    d = res.to_dict()
+    assert d["status"] == "completed" and d["turns"] == 3 and d["output"]["text"] == "C done"
+    assert d["tokens"]["total"] == res.usage.total_tokens > 0
