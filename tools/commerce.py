@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS refunds (
     status TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS escalations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, reason TEXT NOT NULL, summary TEXT NOT NULL, lang TEXT NOT NULL,
-    order_id TEXT, status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL);
+    order_id TEXT, status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL, dedup_key TEXT UNIQUE);
 """
 
 _CUSTOMERS = [
@@ -314,12 +314,18 @@ class Shop:
             amount=_money(row["total_cents"]) if accepted else None,
         )
 
-    def escalate(self, reason: str, summary: str, *, lang: str = "en", order_id: str | None = None) -> EscalationTicket:
-        """Put a case in the human support queue."""
+    def escalate(
+        self, reason: str, summary: str, *, lang: str = "en", order_id: str | None = None, key: str | None = None
+    ) -> EscalationTicket:
+        """Put a case in the human support queue. With ``key``, the same key returns the same ticket."""
         with self._db() as db:
+            if key is not None:
+                row = db.execute("SELECT id, status, reason FROM escalations WHERE dedup_key = ?", (key,)).fetchone()
+                if row is not None:
+                    return EscalationTicket(ticket_id=row["id"], status=row["status"], reason=row["reason"])
             cur = db.execute(
-                "INSERT INTO escalations (reason, summary, lang, order_id, created_at) VALUES (?,?,?,?,?)",
-                (reason, summary, lang, order_id, _now()),
+                "INSERT INTO escalations (reason, summary, lang, order_id, created_at, dedup_key) VALUES (?,?,?,?,?,?)",
+                (reason, summary, lang, order_id, _now(), key),
             )
         return EscalationTicket(ticket_id=int(cur.lastrowid or 0), status="open", reason=reason)
 

@@ -28,13 +28,15 @@ SCRIPTED_PREFIX = "scripted:"
 
 
 def default_store_path() -> Path:
-    """The run store ``tq`` uses by default: ``$TQ_STORE``, else ``$XDG_DATA_HOME/tq-agents/runs.db``
-    (``~/.local/share/tq-agents/runs.db`` when ``XDG_DATA_HOME`` is unset)."""
+    """The run store ``tq`` uses by default: ``$TQ_STORE`` if set, else the core default
+    (``$TQ_HOME/runs.sqlite``, else ``$XDG_DATA_HOME/tq-agents/runs.sqlite``, i.e.
+    ``~/.local/share/tq-agents/runs.sqlite``)."""
     env = os.environ.get("TQ_STORE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "tq-agents" / "runs.db"
+    from tq_agents.store import default_store_path as core_default
+
+    return core_default()
 
 
 def load_script(path: str | Path) -> dict[str, list[Any]]:
@@ -61,11 +63,30 @@ def load_script(path: str | Path) -> dict[str, list[Any]]:
     return data
 
 
+def _step(turn: Any) -> Any:
+    from tq_agents.testing import call
+
+    if isinstance(turn, dict) and "tool_calls" in turn:
+        return [call(c["name"], **(c.get("arguments") or {})) for c in turn["tool_calls"]]
+    if isinstance(turn, dict) and set(turn) == {"content"}:
+        return str(turn["content"])
+    if isinstance(turn, dict) and set(turn) == {"output"}:
+        return turn["output"]
+    return turn
+
+
 def _scripted(path: str) -> ChatModel:
     from tq_agents.testing import ScriptedModel
 
     script = load_script(path)
-    return ScriptedModel.from_script(script)  # type: ignore[attr-defined,no-any-return]
+    try:
+        steps = {agent: [_step(t) for t in turns] for agent, turns in script.items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(
+            f"script {path}: a tool call needs a name and an arguments object ({e})",
+            hint='write {"tool_calls": [{"name": "get_order", "arguments": {"order_id": "A1001"}}]}',
+        ) from None
+    return ScriptedModel(steps, name=f"scripted:{Path(path).name}")
 
 
 def resolve_model(spec: str, *, base_url: str | None = None, api_key: str | None = None) -> ChatModel:

@@ -12,7 +12,7 @@ tq serve --model M                       OpenAI-compatible HTTP server over the 
 ```
 
 Model: ``--model`` or ``$TQ_MODEL``, default ``Qwen/Qwen2.5-1.5B-Instruct``. Store: ``--store`` or
-``$TQ_STORE``, default ``~/.local/share/tq-agents/runs.db``. Exit codes: 0 done, 1 run failed or budget
+``$TQ_STORE``, default ``~/.local/share/tq-agents/runs.sqlite``. Exit codes: 0 done, 1 run failed or budget
 hit, 2 usage error. Errors print one readable line plus a hint, never a traceback (unless ``--debug``).
 """
 
@@ -26,7 +26,7 @@ from typing import Annotated
 import typer
 
 from tq_agents._cli_model import DEFAULT_MODEL, default_store_path
-from tq_agents.errors import ConfigError, UserError
+from tq_agents.errors import ConfigError, RunNotFoundError, UserError
 
 app = typer.Typer(
     name="tq",
@@ -43,7 +43,7 @@ _state = {"debug": False}
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
-        "--store", envvar="TQ_STORE", help="Run store (SQLite file). Default: ~/.local/share/tq-agents/runs.db"
+        "--store", envvar="TQ_STORE", help="Run store (SQLite file). Default: ~/.local/share/tq-agents/runs.sqlite"
     ),
 ]
 FileOpt = Annotated[Path | None, typer.Option("--file", "-f", help="Load workflows from this Python file too.")]
@@ -164,12 +164,13 @@ def resume(
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
+    file: FileOpt = None,
 ) -> None:
     """Finish a run that crashed or was interrupted: completed turns are not re-run."""
     from tq_agents._cli_run import resume_command
 
     code = resume_command(
-        run_id, _store_path(store), model=model, base_url=base_url, api_key=api_key, json_out=json_out
+        run_id, _store_path(store), model=model, base_url=base_url, api_key=api_key, json_out=json_out, file=file
     )
     raise typer.Exit(code)
 
@@ -179,11 +180,12 @@ def replay(
     run_id: Annotated[str, typer.Argument(help="Run id (see `tq runs`).")],
     store: StoreOpt = None,
     json_out: JsonOpt = False,
+    file: FileOpt = None,
 ) -> None:
     """Re-execute a finished run with its recorded model outputs; report the first divergence."""
     from tq_agents._cli_run import replay_command
 
-    raise typer.Exit(replay_command(run_id, _store_path(store), json_out=json_out))
+    raise typer.Exit(replay_command(run_id, _store_path(store), json_out=json_out, file=file))
 
 
 @model_app.command("tiny")
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # one readable line, never a traceback
         if debug:
             raise
-        _fail(e, 2 if isinstance(e, UserError) else 1)
+        _fail(e, 2 if isinstance(e, (UserError, RunNotFoundError)) else 1)
 
 
 __all__ = ["app", "main"]

@@ -16,12 +16,13 @@ output instead of failing the turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tq_agents._tool import Tool
-from tq_agents.agent import Agent
-from tq_agents.messages import CodeResult, Plan, Review, SupportReply, Translation
+from tq_agents.agent import Agent, TurnResult
+from tq_agents.errors import ConfigError
+from tq_agents.messages import CodeResult, Message, Plan, Review, SupportReply, Translation
 from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest
 from tq_agents.roles._instructions import instructions
 
@@ -32,7 +33,32 @@ _RETRY_MARK = "Your answer could not be used"
 
 class RoleAgent(Agent):
     """An ``Agent`` that forces its final typed answer (``tool_choice="none"``) once tools are spent or its
-    answer was refused: the turn ends with an output rather than a failure."""
+    answer was refused: the turn ends with an output rather than a failure.
+
+    Args:
+        result_type: A subclass of ``output_type`` whose extra fields (all with defaults) are filled by
+            ``enrich``; the model still sees and emits ``output_type``'s schema.
+        enrich: ``(inputs, output) -> output``: a deterministic post-step that copies facts from the turn's
+            inputs into the output (e.g. the text a review is about), so they travel with the message.
+        *args, **kwargs: As for ``Agent``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        result_type: type[Message] | None = None,
+        enrich: Callable[[Sequence[Message], Message], Message] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if result_type is not None:
+            if not issubclass(result_type, self.output_type):
+                raise ConfigError(
+                    f"agent {self.name!r}: result_type {result_type.__name__} must subclass "
+                    f"{self.output_type.__name__}"
+                )
+            self.output_type = result_type  # schema and prompt stay those of the model-facing type
+        self._enrich = enrich
 
     def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
         req = super()._request(messages, first)
@@ -44,6 +70,12 @@ class RoleAgent(Agent):
         if rounds >= self.max_tool_iterations or refused:
             req.tool_choice = "none"
         return req
+
+    async def run_turn(self, inputs: Sequence[Message], **kwargs: Any) -> TurnResult:
+        res = await super().run_turn(inputs, **kwargs)
+        if res.output is not None and self._enrich is not None:
+            res.output = self._enrich(inputs, res.output)
+        return res
 
 
 def _agent(
