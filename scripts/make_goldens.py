@@ -7,13 +7,16 @@ The official chat templates are not part of this repository. Fetch them yourself
     Qwen-Qwen3-0.6B.jinja            (family qwen3)
     Qwen3-Coder.jinja                (family qwen3-coder)
 
-then run ``python scripts/make_goldens.py --templates DIR``. For every case below and every family it
+then run ``python scripts/make_goldens.py --templates DIR [--fuzz N]``. For every case below and every family it
 applies to, the script calls ``tokenizer.apply_chat_template(..., chat_template=<official>, tokenize=False)``
 and writes ``tests/qwen/golden/<family>.json``: the inputs (messages, tools, options) and the expected text.
 
 Some cases hold inputs that the official templates mishandle (``content=None``, arguments as a JSON string):
 for those, ``official_messages`` is the equivalent well-formed input given to the official template, and
 ``render`` must produce the same text from the raw ``messages`` (that is its documented normalisation).
+
+``--fuzz N`` additionally compares ``render`` with the official templates on N random chats (hypothesis):
+roles in any order, reasoning, parallel calls with nested argument values, odd tool schemas.
 """
 
 from __future__ import annotations
@@ -516,23 +519,127 @@ def render_official(tokenizer: Any, template: str, case: dict[str, Any]) -> str:
     )
 
 
+def chat_strategies() -> tuple[Any, Any]:
+    """Hypothesis strategies ``(messages, tools)`` for random chats in OpenAI shape (also used by the tests)."""
+    from hypothesis import strategies as st
+
+    pieces = [*"ab 北京\n\t<>/{}\"'😀_:", "<think>", "</think>", "<tool_response>", "</tool_response>"]
+    text = st.lists(st.sampled_from(pieces), max_size=14).map("".join)
+    scalar = st.one_of(text, st.integers(-5, 5), st.floats(allow_nan=False, width=32), st.booleans(), st.none())
+    value = st.recursive(
+        scalar, lambda ch: st.one_of(st.lists(ch, max_size=3), st.dictionaries(text, ch, max_size=3)), max_leaves=6
+    )
+    args = st.dictionaries(st.sampled_from(["city", "n", "flag", "opts", "x y"]), value, max_size=3)
+    a_call = st.builds(lambda n, a: call(n, a), st.sampled_from(["f", "get_weather"]), args)
+    thought = st.builds(lambda a, b: f"<think>\n{a}\n</think>\n\n{b}", text, text)
+    message = st.one_of(
+        st.builds(lambda c: {"role": "user", "content": c}, text),
+        st.builds(lambda c: {"role": "user", "content": "<tool_response>\n" + c + "\n</tool_response>"}, text),
+        st.builds(lambda c: {"role": "system", "content": c}, text),
+        st.builds(lambda c: {"role": "tool", "content": c}, text),
+        st.builds(
+            lambda c, r, calls: (
+                {"role": "assistant", "content": c, "tool_calls": calls}
+                | ({} if r is None else {"reasoning_content": r})
+            ),
+            st.one_of(text, thought),
+            st.one_of(st.none(), text),
+            st.lists(a_call, max_size=3),
+        ),
+    )
+    keys = ["type", "description", "enum", "required", "default", "items", "x-extra", "$ref", "nullable"]
+    prop = st.one_of(st.fixed_dictionaries({}, optional=dict.fromkeys(keys, value)), text)
+    fn = st.builds(
+        lambda n, d, props, req: (
+            {"name": n, "parameters": {"type": "object", "properties": props}}
+            | ({} if d is None else {"description": d})
+            | ({} if req is None else {"required": req})
+        ),
+        st.sampled_from(["f", "g"]),
+        st.one_of(text, st.none()),
+        st.dictionaries(st.sampled_from(["a", "b-c", "d e"]), prop, min_size=1, max_size=3),
+        st.one_of(st.lists(text, max_size=2), st.none()),
+    )
+    tools = st.one_of(
+        st.lists(st.one_of(st.builds(lambda f: {"type": "function", "function": f}, fn), fn), min_size=1, max_size=3),
+        st.none(),
+    )
+    return st.lists(message, min_size=1, max_size=7), tools
+
+
+def fuzz_against_official(templates: dict[str, str], examples: int) -> int:
+    """Differential check: render() vs the official templates on ``examples`` random chats (hypothesis)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tq_agents.models.qwen import load_qwen_tokenizer, render
+
+    tok = load_qwen_tokenizer("qwen3")
+    messages_st, tools_st = chat_strategies()
+    counts = {"compared": 0, "official_failed": 0}
+
+    def for_family(family: str):
+        @settings(
+            max_examples=max(1, examples // len(templates)),
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(
+            messages=messages_st,
+            tools=tools_st,
+            gen=st.booleans(),
+            thinking=st.sampled_from([None, True, False]),
+        )
+        def check(family: str, messages: list, tools: list | None, gen: bool, thinking: bool | None) -> None:
+            kw = {} if thinking is None else {"enable_thinking": thinking}
+            try:
+                expected = tok.apply_chat_template(
+                    messages,
+                    tools=tools,
+                    chat_template=templates[family],
+                    tokenize=False,
+                    add_generation_prompt=gen,
+                    **kw,
+                )
+            except Exception:
+                counts["official_failed"] += 1
+                return
+            counts["compared"] += 1
+            got = render(messages, tools, family=family, add_generation_prompt=gen, enable_thinking=thinking)
+            assert got == expected, json.dumps(
+                {"family": family, "messages": messages, "tools": tools}, ensure_ascii=False
+            )
+
+        return check
+
+    for family in templates:
+        for_family(family)(family)
+    print(f"fuzz: render() == official template on {counts['compared']} random chats", end="")
+    print(f" ({counts['official_failed']} inputs the official template could not render were skipped)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--templates", type=Path, required=True, help="directory holding the official .jinja files")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
+    ap.add_argument("--fuzz", type=int, default=0, metavar="N", help="also compare render() on N random chats")
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
     from tq_agents.models.qwen import load_qwen_tokenizer
 
     args.out.mkdir(parents=True, exist_ok=True)
-    total = 0
+    templates: dict[str, str] = {}
     for family, filename in TEMPLATE_FILES.items():
         path = args.templates / filename
         if not path.is_file():
             print(f"error: missing {path} (official {family} template)", file=sys.stderr)
             return 2
-        template = path.read_text(encoding="utf-8")
+        templates[family] = path.read_text(encoding="utf-8")
+    total = 0
+    for family, template in templates.items():
         tokenizer = load_qwen_tokenizer(family)
         goldens = []
         for case in CASES:
@@ -553,7 +660,7 @@ def main() -> int:
         print(f"{family}: {len(goldens)} cases -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
         total += len(goldens)
     print(f"total: {total} golden cases")
-    return 0
+    return fuzz_against_official(templates, args.fuzz) if args.fuzz else 0
 
 
 if __name__ == "__main__":

@@ -181,41 +181,19 @@ def test_bad_input_is_a_clear_error(messages: Any, tools: Any, family: str, matc
 
 # ------------------------------------------- differential: the project's Jinja templates vs render()
 
-_TEXT = st.text(alphabet=st.sampled_from(list("ab 北京\n<>/{}\"'😀_:")), max_size=12)
-_ARGS = st.dictionaries(
-    st.sampled_from(["city", "n", "flag", "opts", "tags"]),
-    st.one_of(
-        _TEXT,
-        st.integers(-5, 5),
-        st.booleans(),
-        st.none(),
-        st.lists(_TEXT, max_size=2),
-        st.dictionaries(st.sampled_from(["k", "v"]), _TEXT, max_size=2),
-    ),
-    max_size=3,
-)
-_CALL = st.builds(
-    lambda n, a: {"type": "function", "function": {"name": n, "arguments": a}},
-    st.sampled_from(["f", "get_weather"]),
-    _ARGS,
-)
-_MESSAGE = st.one_of(
-    st.builds(lambda c: {"role": "user", "content": c}, _TEXT),
-    st.builds(lambda c: {"role": "user", "content": "<tool_response>\n" + c + "\n</tool_response>"}, _TEXT),
-    st.builds(lambda c: {"role": "system", "content": c}, _TEXT),
-    st.builds(lambda c: {"role": "tool", "content": c}, _TEXT),
-    st.builds(
-        lambda c, r, calls: {"role": "assistant", "content": c, "reasoning_content": r, "tool_calls": calls},
-        st.one_of(_TEXT, st.builds(lambda a, b: f"<think>\n{a}\n</think>\n\n{b}", _TEXT, _TEXT), st.none()),
-        st.one_of(st.none(), _TEXT),
-        st.lists(_CALL, max_size=3),
-    ),
-)
-_TOOLS = st.one_of(
-    st.none(),
-    st.just(BY_NAME["qwen3-coder"]["coder_tools_schema_variety"]["tools"]),
-    st.just([BY_NAME["qwen3"]["tools_with_system"]["tools"][0]]),
-)
+
+def _load_make_goldens():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_goldens.py"
+    spec = importlib.util.spec_from_file_location("make_goldens", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_MESSAGES, _TOOLS = _load_make_goldens().chat_strategies()
 
 
 @pytest.fixture(scope="module")
@@ -225,10 +203,10 @@ def jinja_tokenizer():
     return load_qwen_tokenizer("qwen3")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     family=st.sampled_from(FAMILIES),
-    messages=st.lists(_MESSAGE, min_size=1, max_size=6),
+    messages=_MESSAGES,
     tools=_TOOLS,
     gen=st.booleans(),
     thinking=st.sampled_from([None, True, False]),
@@ -243,13 +221,7 @@ def test_project_templates_agree_with_render(jinja_tokenizer, family, messages, 
 
 def test_goldens_are_in_sync_with_make_goldens_script() -> None:
     """The committed golden inputs are exactly the cases scripts/make_goldens.py renders."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "make_goldens.py"
-    spec = importlib.util.spec_from_file_location("make_goldens", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_make_goldens()
     for family in FAMILIES:
         cases = [c for c in module.CASES if family in c.get("families", module.ALL)]
         assert [c["name"] for c in cases] == [g["name"] for g in GOLDENS[family]]
