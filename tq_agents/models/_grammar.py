@@ -286,10 +286,29 @@ def json_output_grammar(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class LLGuidanceConstraint:
-    """``TokenConstraint`` over one llguidance matcher. Cheap per token: mask into a reused buffer, one fill."""
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
 
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos_id: int) -> None:
+
+def _pool() -> Any:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tq-grammar")
+        return _POOL
+
+
+class LLGuidanceConstraint:
+    """``TokenConstraint`` over one llguidance matcher. Cheap per token: the next mask is computed in a worker
+    thread (llguidance releases the GIL) right after ``advance`` — i.e. while the engine runs the next forward
+    pass — into a reused buffer; ``apply`` then only waits for it and writes ``-inf`` with numpy.
+
+    ``overlap=False`` computes the mask inside ``apply`` instead.
+    """
+
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos_id: int, *, overlap: bool = True) -> None:
         import numpy as np
 
         if matcher.is_error():
@@ -299,22 +318,52 @@ class LLGuidanceConstraint:
         self._words = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
         self._nbytes = self._words.size * 4
         self._vocab = vocab_size
+        self._lanes = np.arange(32, dtype=np.int64)
         self.steps = 0
         self.error: str | None = None
+        self._overlap = overlap
+        self._finished = matcher.is_stopped()
+        self._pending: Any = None
+        if overlap and not self._finished:
+            self._pending = _pool().submit(self._compute_mask)
+
+    def _compute_mask(self) -> None:
+        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._nbytes)
 
     def apply(self, logits: torch.Tensor) -> None:
         import numpy as np
         import torch
 
-        if self._m.is_stopped() or self._m.is_error():
+        if self._finished:
             keep = logits[self._eos].clone()
             logits.fill_(float("-inf"))
             logits[self._eos] = keep if torch.isfinite(keep) else 0.0
             return
-        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._nbytes)
-        banned = np.unpackbits(np.invert(self._words).view(np.uint8), bitorder="little")
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+        else:
+            self._compute_mask()
+        words = self._words
         n = logits.shape[0]
-        mask = torch.from_numpy(banned[:n]).view(torch.bool)
+        # numpy on a shared view: single-threaded and predictable (torch's small parallel ops stall on a busy CPU)
+        lg = logits.numpy() if logits.dtype == torch.float32 and logits.is_contiguous() else None
+        nz = np.flatnonzero(words)
+        if lg is not None and nz.size <= 128:  # few allowed tokens (structure, enums, numbers): keep just those
+            bits = np.unpackbits(words[nz].view(np.uint8).reshape(-1, 4), axis=1, bitorder="little").view(bool)
+            ids = (nz[:, None] * 32 + self._lanes)[bits]
+            ids = ids[ids < n]
+            vals = lg[ids]
+            lg.fill(-np.inf)
+            lg[ids] = vals
+            return
+        banned = np.unpackbits(np.invert(words).view(np.uint8), bitorder="little").view(bool)
+        if lg is not None:
+            lg[banned[:n]] = -np.inf
+            if n > banned.shape[0]:
+                lg[banned.shape[0] :] = -np.inf
+            return
+        mask = torch.from_numpy(banned[:n].copy())
         if n > mask.shape[0]:
             logits[mask.shape[0] :] = float("-inf")
             logits = logits[: mask.shape[0]]
@@ -322,14 +371,26 @@ class LLGuidanceConstraint:
 
     def advance(self, token_id: int) -> None:
         self.steps += 1
-        if self._m.is_stopped():
+        if self._pending is not None:  # apply() was skipped for this step: settle the matcher first
+            pending, self._pending = self._pending, None
+            pending.result()
+        if self._finished:
             return
         if not self._m.consume_token(int(token_id)) and self.error is None:
             self.error = self._m.get_error() or f"token {token_id} not allowed by the grammar"
             log.warning("constrained decoding left the grammar: %s", self.error)
+        self._finished = self._m.is_stopped() or self._m.is_error()
+        if self._overlap and not self._finished:
+            self._pending = _pool().submit(self._compute_mask)
 
     def is_finished(self) -> bool:
-        return self._m.is_stopped() or self._m.is_error()
+        return self._finished
+
+    def close(self) -> None:
+        """Wait for an in-flight mask computation (the matcher is then safe to drop or reuse)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
 
 class LazyToolCallConstraint:
