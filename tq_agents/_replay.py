@@ -11,9 +11,9 @@ from tq_agents.models.base import ChatResponse, ToolCall
 from tq_agents.store import MemoryRunStore, RunStore, open_store
 
 if TYPE_CHECKING:
+    from tq_agents._turn import _Turn
     from tq_agents.graph import Workflow
     from tq_agents.messages import Message
-    from tq_agents.scheduler import _Turn
 
 __all__ = ["Divergence", "ReplayReport", "ReplaySource", "replay"]
 
@@ -60,7 +60,7 @@ class ReplaySource:
         self.compared: set[str] = set()
 
     def _diverge(self, turn_id: str, what: str, expected: Any, actual: Any) -> None:
-        from tq_agents.scheduler import _Stop
+        from tq_agents._turn import _Stop
 
         if self.divergence is None:
             self.divergence = Divergence(turn_id, what, str(expected)[:300], str(actual)[:300])

@@ -1,0 +1,221 @@
+"""Run internals: per-node state, the compiled topology, and the ``TurnContext`` that records model and tool
+calls, applies budgets and retries transient model errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from tq_agents._record import request_hash
+from tq_agents._tool import Tool, ToolError, ToolResult
+from tq_agents.agent import Agent, RetryPolicy, TurnContext
+from tq_agents.errors import TransientModelError
+from tq_agents.events import ModelCallFailed, ModelCallFinished, ModelCallStarted, ToolCallFinished, ToolCallStarted
+from tq_agents.messages import Message
+from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse, ToolCall
+
+if TYPE_CHECKING:
+    from tq_agents.graph import EdgeSpec, NodeSpec, Workflow
+    from tq_agents.scheduler import Run
+
+__all__: list[str] = []
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class _Turn:
+    __slots__ = ("inputs", "node", "responses", "started", "task", "tools", "turn_id", "visit")
+
+    def __init__(self, node: str, visit: int, inputs: list[Message]) -> None:
+        self.node, self.visit, self.inputs = node, visit, inputs
+        self.turn_id = f"{node}:{visit}"
+        self.responses: dict[int, ChatResponse] = {}
+        self.tools: dict[str, dict[str, Any]] = {}
+        self.started = time.perf_counter()
+        self.task: asyncio.Task[None] | None = None
+
+
+class _Context(TurnContext):
+    """Routes an agent's model and tool calls through the run: budgets, retries, recording, resume/replay."""
+
+    def __init__(self, run: Run, turn: _Turn) -> None:
+        self.run, self.turn = run, turn
+        self.run_id = run.run_id
+        self.turn_id = turn.turn_id
+        self.retry = run.retry
+        self._index = 0
+
+    async def complete(self, agent: Agent, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+        run, turn = self.run, self.turn
+        self._index = index
+        recorded = turn.responses.get(index)
+        if recorded is not None:  # resume: this call's answer is in the log already
+            return recorded
+        max_tokens = run.max_tokens
+        if max_tokens is not None and run.total_tokens >= max_tokens:
+            raise _Stop("max_tokens", f"token budget of {max_tokens} used up ({run.total_tokens})")
+        rhash = request_hash(request)
+        request.metadata["run_id"] = run.run_id  # lets backends tag records they append to the store
+        request.metadata["turn_id"] = turn.turn_id
+        run._emit(
+            ModelCallStarted(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                request_hash=rhash,
+                prompt_messages=len(request.messages),
+            )
+        )
+        t0 = time.perf_counter()
+        if run.replay is not None:
+            response = run.replay.model_response(turn, index, rhash)
+        else:
+            response = await self._call(model, request, index)
+        dt = time.perf_counter() - t0
+        usage = response.usage
+        run.prompt_tokens += usage.prompt_tokens
+        run.completion_tokens += usage.completion_tokens
+        run.total_tokens += usage.prompt_tokens + usage.completion_tokens
+        run._emit(
+            ModelCallFinished(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                response=response,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                duration_s=dt,
+                tokens_per_s=usage.completion_tokens / dt if dt > 0 else 0.0,
+            )
+        )
+        return response
+
+    async def _call(self, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+        attempt = 1
+        attempts = max(1, self.retry.attempts)
+        try:  # fast path: no tenacity machinery unless the first call fails
+            return await model.complete(request)
+        except TransientModelError as e:
+            self._failed(index, attempt, e, attempt < attempts)
+            if attempts <= 1:
+                raise
+        retrying = RetryPolicy(attempts - 1, self.retry.initial_s, self.retry.max_s).retrying()
+        async for a in retrying:
+            with a:
+                attempt += 1
+                await asyncio.sleep(0)
+                try:
+                    return await model.complete(request)
+                except TransientModelError as e:
+                    self._failed(index, attempt, e, attempt < attempts)
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, index: int, attempt: int, e: Exception, will_retry: bool) -> None:
+        run, turn = self.run, self.turn
+        run._emit(
+            ModelCallFailed(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                index=index,
+                attempt=attempt,
+                error=f"{type(e).__name__}: {e}",
+                will_retry=will_retry,
+            )
+        )
+
+    async def call_tool(self, agent: Agent, tool: Tool, call: ToolCall) -> ToolResult | ToolError:
+        run, turn = self.run, self.turn
+        key = f"{self._index}:{call.id}"
+        recorded = turn.tools.get(key)
+        if recorded is None and run.replay is not None:
+            recorded = run.replay.tool_result(turn, key, call)
+        if recorded is not None:  # never execute a recorded tool call again
+            return ToolResult.model_validate(recorded) if recorded.get("ok") else ToolError.model_validate(recorded)
+        run._emit(
+            ToolCallStarted(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                key=key,
+                tool=tool.name,
+                arguments=call.arguments,
+            )
+        )
+        res = await tool.call(call.arguments)
+        run._emit(
+            ToolCallFinished(
+                run_id=run.run_id,
+                node=turn.node,
+                turn_id=turn.turn_id,
+                key=key,
+                tool=tool.name,
+                ok=res.ok,
+                result=res.model_dump(mode="json"),
+            )
+        )
+        run.store.flush()  # a tool result is made durable at once, so a crash cannot re-run the tool
+        return res
+
+
+@dataclass(frozen=True, slots=True)
+class _Topology:
+    """Per-node graph facts, computed once per validated workflow version."""
+
+    spec: NodeSpec
+    preds: list[str]
+    out_edges: list[EdgeSpec]
+    reach: dict[str, set[str]]
+
+
+_TOPOLOGY_CACHE: dict[tuple[int, int], dict[str, _Topology]] = {}
+
+
+def _topology(wf: Workflow) -> dict[str, _Topology]:
+    key = (id(wf), wf._version)
+    topo = _TOPOLOGY_CACHE.get(key)
+    if topo is not None:
+        return topo
+    g = wf.graph
+    topo = {}
+    for spec in wf.nodes():
+        preds = list(g.predecessors(spec.name))
+        reach: dict[str, set[str]] = {}
+        if spec.join == "all" and len(preds) > 1:
+            rest = g.subgraph([n for n in g.nodes if n != spec.name])
+            for p in preds:
+                reach[p] = {p} | nx.ancestors(rest, p)
+        out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
+        topo[spec.name] = _Topology(spec, preds, out, reach)
+    if len(_TOPOLOGY_CACHE) > 256:
+        _TOPOLOGY_CACHE.clear()
+    _TOPOLOGY_CACHE[key] = topo
+    return topo
+
+
+class _Node:
+    __slots__ = ("busy", "history", "inbox", "out_edges", "preds", "reach", "round_seen", "sink", "spec", "visits")
+
+    def __init__(self, topo: _Topology) -> None:
+        self.spec = topo.spec
+        self.preds = topo.preds
+        self.out_edges = topo.out_edges
+        self.reach = topo.reach
+        self.sink = not self.out_edges
+        self.visits = 0
+        self.busy = False
+        self.inbox: deque[tuple[str, Message]] = deque()
+        self.round_seen: set[str] = set()
+        self.history: list[tuple[list[Message], Message]] = []
