@@ -2,6 +2,27 @@
 
 The import is light: torch, transformers, docker and openai load only when a backend that needs
 them is used.
+
+```python
+from tq_agents import Agent, Review, Workflow, tool
+from tq_agents.testing import ScriptedModel
+
+@tool
+def word_count(text: str) -> int:
+    '''Count words.'''
+    return len(text.split())
+
+wf = (
+    Workflow("write-review", model=ScriptedModel(...))          # any ChatModel
+    .add_node(Agent("writer", "Write it.", tools=[word_count]), max_visits=3)
+    .add_node(Agent("reviewer", "Review it.", output_type=Review))
+    .add_edge("writer", "reviewer")
+    .add_edge("reviewer", "writer", condition=lambda r: r.verdict == "revise")
+)
+result = wf.run_sync("a haiku about queues", store="runs.sqlite", max_turns=10)
+# async: run = wf.start(...); async for ev in run.events(): ...; await run.result()
+# after a crash: await tq_agents.resume(run_id, wf, "runs.sqlite"); audit: await tq_agents.replay(...)
+```
 """
 
 from tq_agents._replay import Divergence, ReplayReport, replay
