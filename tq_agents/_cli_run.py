@@ -78,6 +78,12 @@ def _message_text(msg: Message | None) -> str:
     if msg is None:
         return "(no output)"
     payload = msg.payload()
+    if isinstance(payload.get("files"), dict) and payload["files"]:
+        parts = [str(payload.get("summary", ""))]
+        parts += [f"── {name}\n{body.rstrip()}" for name, body in payload["files"].items()]
+        if payload.get("stdout"):
+            parts.append(f"── stdout\n{str(payload['stdout']).rstrip()}")
+        return "\n".join(p for p in parts if p)
     for key in ("reply", "text", "answer", "summary"):
         if isinstance(payload.get(key), str) and payload[key].strip():
             return payload[key]
@@ -301,6 +307,9 @@ def run_command(
 
 def runs_command(store: Path, *, limit: int, json_out: bool) -> None:
     """``tq runs``: the runs in the store, newest first."""
+    if not store.exists():
+        sys.stdout.write("[]\n" if json_out else f"no runs in {store} (no store yet)\n")
+        return
     st = _open_store(store, must_exist=False)
     try:
         runs = st.list_runs(limit=limit)
@@ -326,12 +335,13 @@ def runs_command(store: Path, *, limit: int, json_out: bool) -> None:
     if not runs:
         console.print(f"no runs in {store}")
         return
-    table = Table(box=None, header_style="bold")
-    table.add_column("run id", no_wrap=True)
-    table.add_column("workflow", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("input", overflow="ellipsis", no_wrap=True)
+    if not console.is_terminal:  # plain, one run per line: easy to grep and cut
+        for r in runs:
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+            text = str(r.meta.get("input", "")).replace("\n", " ")[:60]
+            sys.stdout.write(f"{r.run_id}  {r.workflow:<16} {r.status:<10} {started}  {text}\n")
+        return
+    table = Table("run id", "workflow", "status", "started", "input", box=None, header_style="bold")
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
         text = str(r.meta.get("input", "")).replace("\n", " ")

@@ -172,13 +172,14 @@ def build_translate_review(model: ChatModel | None = None, *, glossary: dict[str
             issues = [i.description for i in v.issues] if not approved else []
         else:  # the translator ran out of rounds while the automatic checks still failed
             approved, issues = False, list(v.issues)
+        source_text = str(d.get("source_text", ""))
         return FinalTranslation(
-            source_language=str(d.get("source_language", "")),
+            source_language=detect_language(source_text) if source_text else str(d.get("source_language", "")),
             target_language=str(d.get("required_target") or d.get("target_language", "")),
             text=str(d.get("text", "")),
             glossary_terms=[str(t) for t in d.get("glossary_terms") or []],  # type: ignore[union-attr]
             notes=str(d.get("notes", "")),
-            source_text=str(d.get("source_text", "")),
+            source_text=source_text,
             approved=approved,
             open_issues=issues,
         )
