@@ -11,6 +11,7 @@ whole bubblewrap process group). When the host process is root, bubblewrap itsel
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import selectors
@@ -32,10 +33,13 @@ from tq_agents.sandbox._base import (
     runner_payload,
     runner_source,
 )
+from tq_agents.sandbox._cgroup import RunCgroup
 
 from tq_agents.errors import SandboxError, SandboxUnavailableError
 
 __all__ = ["BwrapSandbox"]
+
+log = logging.getLogger("tq_agents.sandbox")
 
 _NOBODY = 65534
 _SANDBOX_UID = 1000
@@ -78,6 +82,9 @@ class BwrapSandbox(BaseSandbox):
         self.python = python or _find_python()
         self.bash = shutil.which("bash") or "/bin/bash"
         self._drop_to_nobody = os.geteuid() == 0
+        self._warned = False
+        #: True when the last run had a per-run cgroup (memory without swap, pids, CPU quota) on top of rlimits.
+        self.cgroup_limits = False
 
     # -- command line -------------------------------------------------------------------------------------
     def _binds(self) -> list[str]:
@@ -165,8 +172,10 @@ class BwrapSandbox(BaseSandbox):
             "core": 0,
         }
 
-    def _preexec(self) -> None:  # runs in the forked child before exec of bwrap
+    def _preexec(self, cgroup: RunCgroup | None) -> None:  # runs in the forked child before exec of bwrap
         os.setsid()
+        if cgroup is not None:
+            cgroup.enter()
         if self._drop_to_nobody:
             os.setgroups([])
             os.setgid(_NOBODY)
@@ -177,6 +186,18 @@ class BwrapSandbox(BaseSandbox):
         payload = runner_payload(
             req, self.limits, python=self.python, bash=self.bash, rlimits=self._rlimits(req.timeout)
         )
+        cgroup = RunCgroup.create(self.limits.memory_mb << 20, self.limits.pids, self.limits.cpus)
+        if cgroup is None and not self._warned:
+            self._warned = True
+            log.info("bwrap sandbox: no per-run cgroup here (not root or no writable cgroupfs): rlimits only")
+        self.cgroup_limits = cgroup is not None
+        try:
+            return self._run_bwrap(req, payload, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.destroy()
+
+    def _run_bwrap(self, req: Request, payload: bytes, cgroup: RunCgroup | None) -> ExecResult:
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -187,7 +208,7 @@ class BwrapSandbox(BaseSandbox):
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # never the host's environment
                 cwd="/",
                 close_fds=True,
-                preexec_fn=self._preexec,  # drops to nobody before exec
+                preexec_fn=lambda: self._preexec(cgroup),  # drops to nobody before exec
             )
         except OSError as e:
             raise SandboxError(f"cannot start bubblewrap ({self.bwrap}): {e}", hint="check bwrap --version") from e
@@ -243,7 +264,7 @@ class BwrapSandbox(BaseSandbox):
             stderr,
             exit_code=(128 - rc if rc < 0 else rc) if not killed else None,
             timed_out=killed,
-            oom_killed=False,
+            oom_killed=cgroup is not None and cgroup.oom_kills() > 0,
             truncated=out.overflowed or err.overflowed,
             duration_s=duration,
             limits=self.limits,

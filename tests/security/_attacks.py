@@ -305,6 +305,17 @@ ATTACKS: list[Attack] = [
         _oom,
         heavy=True,
     ),
+    Attack(
+        "memory_bomb_many_processes",
+        "import time\nkids = []\nfor i in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        x = bytearray(200 * 1024 * 1024)\n        for j in range(0, len(x), 4096):\n            x[j] = 1\n"
+        "        time.sleep(1)\n        os._exit(0)\n    kids.append(pid)\n"
+        "REPORT['statuses'] = [os.waitpid(k, 0)[1] for k in kids]\n",
+        lambda r, rep, host: Verdict(
+            r.oom_killed and host.can_fork(), f"oom_killed={r.oom_killed}; child statuses {rep.get('statuses')}"
+        ),
+        heavy=True,
+    ),
     Attack("cpu_spin_past_timeout", "while True:\n    pass\n", _timed_out(2 + 4.5), timeout=2, heavy=True),
     Attack("sleep_past_timeout", "import time\ntime.sleep(3600)\n", _timed_out(2 + 4.5), timeout=2),
     Attack(
