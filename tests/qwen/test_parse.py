@@ -211,6 +211,17 @@ def test_closing_tag_inside_a_string_argument() -> None:
     assert calls(r) == [("call_0", "search", {"query": "what is </tool_call>?"})]
 
 
+def test_opening_tag_inside_a_string_argument() -> None:
+    text = hermes("search", '{"query": "what is <tool_call>?"}') + "\n" + hermes("search", '{"query": "b"}')
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "what is <tool_call>?"}), ("call_1", "search", {"query": "b"})]
+
+
+def test_python_escapes_and_unknown_escapes_in_strings() -> None:
+    r = parse(hermes("search", r"""{'query': '\x41\u00e9\U0001F600 \d+ C:\q'}"""), family="qwen3", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "Aé😀 \\d+ C:\\q"})]
+
+
 def test_braces_inside_string_argument() -> None:
     # vLLM issue 21544: mkdir -p test/{test1,test2
     r = parse(hermes("search", '{"query": "mkdir -p test/{test1,test2"}'), family="qwen3", tools=TOOLS)

@@ -30,6 +30,14 @@ _IDENT_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$")
 _IDENT = _IDENT_START | set("0123456789-")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _PY_LITERALS = {"True", "False", "None"}
+_PY_SIMPLE = {"a": "\a", "v": "\v"}
+_PY_ESCAPES: dict[str, re.Pattern[str]] = {
+    "x": re.compile(r"x([0-9a-fA-F]{2})"),
+    "U": re.compile(r"U([0-9a-fA-F]{8})"),
+    "a": re.compile(r"a()"),
+    "v": re.compile(r"v()"),
+    **{d: re.compile(r"([0-7]{1,3})") for d in "01234567"},
+}
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _NUM_CHARS = set("0123456789+-.eE")
 _DQ_SPECIAL = re.compile(r'["\\]')
@@ -50,26 +58,28 @@ class LenientJSONError(ValueError):
         self.truncated = truncated
 
 
-def _where(text: str, pos: int) -> str:
-    pos = max(0, min(pos, len(text)))
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+def _where(text: str, pos: int, base: int = 0) -> str:
+    """``line L column C (near ...)``, counted from ``base`` (the start of the value): O(pos - base)."""
+    pos = max(base, min(pos, len(text)))
+    line = text.count("\n", base, pos) + 1
+    col = pos - max(base, text.rfind("\n", base, pos) + 1) + 1
     near = text[pos : pos + 20].replace("\n", "\\n")
     return f"line {line} column {col}" + (f" (near {near!r})" if near else " (at the end)")
 
 
 class _Reader:
-    __slots__ = ("autoclose", "pos", "repairs", "text")
+    __slots__ = ("autoclose", "base", "pos", "repairs", "text")
 
     def __init__(self, text: str, pos: int, autoclose: bool) -> None:
         self.text = text
         self.pos = pos
+        self.base = pos
         self.autoclose = autoclose
         self.repairs: list[str] = []
 
     def fail(self, what: str, pos: int | None = None, *, truncated: bool = False) -> LenientJSONError:
         p = self.pos if pos is None else pos
-        return LenientJSONError(f"{what} at {_where(self.text, p)}", p, truncated=truncated)
+        return LenientJSONError(f"{what} at {_where(self.text, p, self.base)}", p, truncated=truncated)
 
     def skip(self) -> None:
         text, n = self.text, len(self.text)
@@ -162,9 +172,19 @@ class _Reader:
                     out.append(chr(code) if not 0xD800 <= code < 0xE000 else "\ufffd")
                 elif e == "\n":  # line continuation
                     p = b + 2
-                else:  # unknown escape: keep the character, as Python does
+                elif e in _PY_ESCAPES:  # Python's \xHH, \UHHHHHHHH, octal, \a, \v (from repr() of a value)
+                    m = _PY_ESCAPES[e].match(text, b + 1)
+                    if m is None:
+                        raise self.fail(f"bad \\{e} escape in a string", b)
+                    code = int(m.group(1), 8 if e in "01234567" else 16) if m.group(1) else ord(_PY_SIMPLE[e])
+                    if code > 0x10FFFF:
+                        raise self.fail(f"bad \\{e} escape in a string", b)
+                    self.repairs.append("python escape")
+                    out.append(chr(code) if not 0xD800 <= code < 0xE000 else "\ufffd")
+                    p = m.end()
+                else:  # unknown escape (a regex's \d, a Windows path): keep it as written, as Python does
                     self.repairs.append("unknown escape")
-                    out.append(e)
+                    out.append("\\" + e)
                     p = b + 2
                 continue
             out.append(text[p:q])
@@ -274,22 +294,27 @@ class _Reader:
             expect_item = False
 
 
-def decode_lenient(text: str, pos: int = 0, *, autoclose: bool = False) -> tuple[Any, int, list[str]]:
+def decode_lenient(
+    text: str, pos: int = 0, *, autoclose: bool = False, strict_first: bool = True
+) -> tuple[Any, int, list[str]]:
     """Read one JSON-ish value starting at ``pos`` (after optional whitespace).
 
     Returns ``(value, end, repairs)``: ``end`` is the index just after the value, ``repairs`` what was
-    tolerated (empty for strict JSON). Raises ``LenientJSONError`` otherwise. With ``autoclose``, objects
-    and arrays still open at the end of ``text`` are closed (an open *string* is always an error).
+    tolerated (empty for strict JSON). Raises ``LenientJSONError`` otherwise; its position words count
+    from the value's start. With ``autoclose``, objects and arrays still open at the end of ``text`` are
+    closed (an open *string* is always an error). ``strict_first=False`` skips the C fast path, whose
+    failures cost O(pos) (worth it deep inside a long text).
     """
     n = len(text)
     while pos < n and text[pos] in _WS:
         pos += 1
-    try:
-        value, end = _STRICT.raw_decode(text, pos)
-    except (ValueError, RecursionError):
-        pass
-    else:
-        return value, end, []
+    if strict_first:
+        try:
+            value, end = _STRICT.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return value, end, []
     reader = _Reader(text, pos, autoclose)
     value = reader.value(0)
     return value, reader.pos, reader.repairs

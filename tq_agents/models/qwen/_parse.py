@@ -263,6 +263,30 @@ def _as_json(value: Any, depth: int = 0) -> Any:
     raise ValueError(f"{type(value).__name__} {value!r:.30}")
 
 
+def _read_past_opener(text: str, p: int, nxt: int, found: list[_Attempt]) -> int | None:
+    """Read one value from p straight past the ``<tool_call>`` at nxt (it was inside a string).
+
+    Taken only when the value ends after nxt and is followed by a tag or the end; returns where scanning
+    resumes, or None.
+    """
+    q = _skip_ws(text, p)
+    if text[q : q + 1] not in ("{", "["):
+        return None
+    try:
+        value, end, _ = decode_lenient(text, q, strict_first=False)
+    except LenientJSONError:
+        return None
+    after = _skip_ws(text, end)
+    if end <= nxt or not (after == len(text) or text.startswith(_TC_CLOSE, after) or text.startswith(_TC_OPEN, after)):
+        return None
+    raw = text[q:end]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        found.extend(_json_attempt(v, raw) for v in value)
+    else:
+        found.append(_json_attempt(value, raw))
+    return after + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, after) else after
+
+
 def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
     """Read the JSON body of a ``<tool_call>`` starting at p; returns where scanning resumes.
 
@@ -277,6 +301,10 @@ def _read_json_block(text: str, p: int, found: list[_Attempt]) -> int:
         found.extend(attempts)
         end += p
         return end + len(_TC_CLOSE) if text.startswith(_TC_CLOSE, end) else end
+    if nxt >= 0 and err.truncated and err.reason.startswith("a string was never closed"):
+        resume = _read_past_opener(text, p, nxt, found)  # a "<tool_call>" inside a string cut the region
+        if resume is not None:
+            return resume
     # Second pass: the block ends at a </tool_call>, and a missing '}' or ']' before it is repaired. The
     # first </tool_call> may sit inside a string, so a few later ones are tried too.
     first: tuple[list[_Attempt], int, LenientJSONError | None, int] | None = None
