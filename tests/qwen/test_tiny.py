@@ -74,6 +74,10 @@ def test_qwen3_checkpoint(tiny_checkpoint_qwen3: Path) -> None:
     assert hasattr(model.model.layers[0].self_attn, "q_norm")  # Qwen3's per-head QK norm
     assert tok.encode("<think>") == [151667]
     assert tok.encode("</tool_response>") == [151666]
+    ids = tok.encode("<|im_start|>assistant\n<think>\nx\n</think>\n\n<tool_call>\n{}\n</tool_call><|im_end|>")
+    assert (
+        tok.decode(ids, skip_special_tokens=True) == "assistant\n<think>\nx\n</think>\n\n<tool_call>\n{}\n</tool_call>"
+    )
     text = tok.apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False, enable_thinking=False, add_generation_prompt=True
     )

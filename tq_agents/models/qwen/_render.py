@@ -412,8 +412,7 @@ def render(
     ``tools``: OpenAI tool schemas ``{"type": "function", "function": {...}}``, rendered as given.
 
     Raises ``ChatFormatError`` (naming the message and field) for an empty message list, an unknown role,
-    non-text content, tool calls on a non-assistant message, or unparseable arguments; ``ConfigError``-like
-    ``ChatFormatError`` for an unknown family.
+    non-text content, tool calls on a non-assistant message, unparseable arguments, or an unknown family.
     """
     if family not in _FAMILIES:
         raise ChatFormatError(
