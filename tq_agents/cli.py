@@ -266,3 +266,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["app", "main"]
+
+
+if __name__ == "__main__":  # python -m tq_agents.cli
+    main()
