@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ def _dumps(payload: Mapping[str, Any]) -> str:
         return to_json(payload).decode()
     except PydanticSerializationError as e:
         raise StoreError(f"event payload is not JSON-serialisable: {e}", hint="convert values to JSON types") from e
+
+
+def _bad_kind(kind: str) -> StoreError:
+    return StoreError(f"event kind {kind!r} contains a newline", hint="use a one-line name such as 'x.model_call'")
 
 
 class RunStore(abc.ABC):
@@ -126,6 +131,8 @@ class RunStore(abc.ABC):
 
     def append(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> int:
         """Append one event to ``run_id``'s log; returns its ``seq`` (1, 2, ...). Durable after ``flush()``."""
+        if "\n" in kind:
+            raise _bad_kind(kind)
         data = _dumps(payload)
         with self._lock:
             seq = self._next_seq.get(run_id)
@@ -244,6 +251,8 @@ class MemoryRunStore(RunStore):
 
     def append(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> int:
         """Append and make durable at once (memory is as durable as this store gets)."""
+        if "\n" in kind:
+            raise _bad_kind(kind)
         data = _dumps(payload)
         with self._lock:
             if self._new_runs:
@@ -298,33 +307,25 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL, updated_at REAL NOT NULL, meta TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS event_segments (
-    run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, events TEXT NOT NULL,
+    run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    kinds TEXT NOT NULL, times BLOB NOT NULL, payloads TEXT NOT NULL,
     PRIMARY KEY (run_id, first_seq)
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 """
 
 
-def _segments(events: list[tuple[str, int, float, str, str]]) -> list[tuple[str, int, int, str]]:
-    """Group a commit's events into one row per run: ``[[seq, ts, kind, payload], ...]`` as JSON text."""
-    by_run: dict[str, list[tuple[int, float, str, str]]] = {}
-    for run_id, seq, ts, kind, data in events:
-        by_run.setdefault(run_id, []).append((seq, ts, kind, data))
+def _segments(events: list[tuple[str, int, float, str, str]]) -> list[tuple[str, int, int, str, bytes, str]]:
+    """Group a commit's events into one row per run (consecutive seqs): kinds joined by newlines, the
+    timestamps as packed doubles, the JSON payloads joined by newlines (compact JSON has no raw newline)."""
+    by_run: dict[str, list[tuple[str, int, float, str, str]]] = {}
+    for ev in events:
+        by_run.setdefault(ev[0], []).append(ev)
     rows = []
     for run_id, evs in by_run.items():
-        body = ",".join(f"[{seq},{ts!r},{_kind_json(kind)},{data}]" for seq, ts, kind, data in evs)
-        rows.append((run_id, evs[0][0], evs[-1][0], f"[{body}]"))
+        _, seqs, times, kinds, datas = zip(*evs, strict=True)
+        rows.append((run_id, seqs[0], seqs[-1], "\n".join(kinds), array("d", times).tobytes(), "\n".join(datas)))
     return rows
-
-
-_KINDS: dict[str, str] = {}
-
-
-def _kind_json(kind: str) -> str:
-    text = _KINDS.get(kind)
-    if text is None:
-        text = _KINDS[kind] = json.dumps(kind)
-    return text
 
 
 class SQLiteRunStore(RunStore):
@@ -372,7 +373,7 @@ class SQLiteRunStore(RunStore):
                     rows.append((r.run_id, r.workflow, status, r.created_at, updated, _dumps(r.meta)))
                 db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?)", rows)
             if events:
-                db.executemany("INSERT INTO event_segments VALUES (?,?,?,?)", _segments(events))
+                db.executemany("INSERT INTO event_segments VALUES (?,?,?,?,?,?)", _segments(events))
             if statuses:
                 db.executemany(
                     "UPDATE runs SET status=?, updated_at=? WHERE run_id=?",
@@ -409,13 +410,17 @@ class SQLiteRunStore(RunStore):
     def _load(self, run_id: str, after: int) -> list[StoredEvent]:
         try:
             rows = self._db.execute(
-                "SELECT events FROM event_segments WHERE run_id=? AND last_seq>? ORDER BY first_seq", (run_id, after)
+                "SELECT first_seq, kinds, times, payloads FROM event_segments WHERE run_id=? AND last_seq>? "
+                "ORDER BY first_seq",
+                (run_id, after),
             ).fetchall()
             out: list[StoredEvent] = []
-            for (blob,) in rows:
-                for seq, ts, kind, payload in json.loads(blob):
-                    if seq > after:
-                        out.append(StoredEvent(run_id, seq, ts, kind, payload))
+            for first, kinds, times, payloads in rows:
+                ts = array("d")
+                ts.frombytes(times)
+                for i, (kind, data) in enumerate(zip(kinds.split("\n"), payloads.split("\n"), strict=True)):
+                    if first + i > after:
+                        out.append(StoredEvent(run_id, first + i, ts[i], kind, json.loads(data)))
             return out
         except (sqlite3.Error, ValueError) as e:
             raise StoreError(

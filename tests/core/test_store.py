@@ -134,3 +134,9 @@ def test_open_store(tmp_path: Path) -> None:
     assert isinstance(s, SQLiteRunStore) and open_store(s) is s
     with pytest.raises(StoreError, match="synchronous"):
         SQLiteRunStore(tmp_path / "y.sqlite", synchronous="SOMETIMES")
+
+
+def test_kind_must_be_one_line(store: RunStore) -> None:
+    store.create_run("r", workflow="w")
+    with pytest.raises(StoreError, match="newline"):
+        store.append("r", "a\nb", {})
