@@ -41,6 +41,7 @@ def _wait_pool(sb: DockerSandbox, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while sb._pool.qsize() < sb.pool_size and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(0.2)  # let the engine finish removing the previous container
 
 
 def measure(name: str, sb: Any, samples: int, runs: int) -> dict[str, float]:

@@ -228,19 +228,39 @@ class DockerSandbox(BaseSandbox):
             if self._closed:
                 self._remove(container)
                 return
-            self._pool.put(container)
+            try:
+                sock = self._attach(container)  # attached ahead too: one round trip less per run
+            except Exception:
+                self._remove(container)
+                return
+            self._pool.put((container, sock))
 
-    def _acquire(self) -> Any:
+    def _attach(self, container: Any) -> Any:
+        with _engine_errors("attach to the container", self.base_url, self.image):
+            return self._retrying(
+                lambda: self._client.api.attach_socket(
+                    container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                )
+            )
+
+    def _acquire(self) -> tuple[Any, Any]:
         if self._closed:
             raise SandboxError("this DockerSandbox is closed", hint="create a new DockerSandbox")
-        container = None
+        entry = None
         if self.pool_size:
             with contextlib.suppress(queue.Empty):
-                container = self._pool.get_nowait()
+                entry = self._pool.get_nowait()
             with self._lock:
                 if self._filler is not None and not self._closed:
                     self._filler.submit(self._refill)
-        return container if container is not None else self._start_container()
+        if entry is not None:
+            return entry
+        container = self._start_container()
+        try:
+            return container, self._attach(container)
+        except BaseException:
+            self._remove(container)
+            raise
 
     def _remove_later(self, container: Any) -> None:
         try:
@@ -268,9 +288,12 @@ class DockerSandbox(BaseSandbox):
             filler.shutdown(wait=True, cancel_futures=True)
         while True:
             try:
-                self._remove(self._pool.get_nowait())
+                container, sock = self._pool.get_nowait()
             except queue.Empty:
                 break
+            with contextlib.suppress(Exception):
+                sock.close()
+            self._remove(container)
         self.flush()
 
     # -- one run ------------------------------------------------------------------------------------------
@@ -282,14 +305,8 @@ class DockerSandbox(BaseSandbox):
             bash="/bin/bash",
             rlimits={"fsize": self.limits.file_mb << 20, "core": 0, "nofile": self.limits.nofile},
         )
-        container = self._acquire()
+        container, sock = self._acquire()
         try:
-            with _engine_errors("attach to the container", self.base_url, self.image):
-                sock = self._retrying(
-                    lambda: self._client.api.attach_socket(
-                        container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-                    )
-                )
             raw: socket.socket = getattr(sock, "_sock", sock)
             started = time.monotonic()
             out, err = HeadTail(raw_cap(self.limits)), HeadTail(self.limits.max_output_bytes)

@@ -73,7 +73,7 @@ def test_timeout_kills_and_reports(sandbox: AnySandbox) -> None:
     elapsed = time.monotonic() - t0
     assert r.timed_out
     assert r.exit_code != 0
-    assert elapsed < 8, elapsed
+    assert elapsed < 15, elapsed  # 1 s limit + container start/kill on a loaded 2-core CI machine
     assert "started" in r.stdout  # output before the kill is kept
 
 
