@@ -110,7 +110,12 @@ async def replay(
     from tq_agents.messages import Message
     from tq_agents.scheduler import start_run
 
-    record = RunRecord.load(open_store(store), run_id)
+    source_store = open_store(store)
+    try:
+        record = RunRecord.load(source_store, run_id)
+    finally:
+        if source_store is not store:
+            source_store.close()
     if record.started is None:
         from tq_agents.errors import RunError
 

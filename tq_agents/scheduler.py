@@ -117,6 +117,7 @@ class Run:
         self.retry = retry or RetryPolicy()
         self.run_id = run_id
         self._fresh_id = False
+        self._owns_store = False  # opened from a path by start_run/start_resume: closed when the run ends
         self.replay = replay
         self.status = "running"
         self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
@@ -504,6 +505,8 @@ class Run:
         self.store.set_status(self.run_id, status)
         self.store.flush()
         self._unsubscribe()
+        if self._owns_store:
+            self.store.close()
         self._result = RunResult(
             run_id=self.run_id,
             workflow=self.workflow.name,
@@ -611,6 +614,7 @@ def start_run(
         replay=replay,
     )
     run._fresh_id = run_id is None
+    run._owns_store = not isinstance(store, RunStore)
     run._begin(msg)
     run._go()
     return run
@@ -646,6 +650,7 @@ def start_resume(
         retry=retry,
         run_id=run_id,
     )
+    run._owns_store = not isinstance(store, RunStore)
     inflight = run._rebuild(record)
     if record.finished is not None:
         f = record.finished
@@ -663,6 +668,8 @@ def start_resume(
         )
         run.status = f.status
         run._unsubscribe()
+        if run._owns_store:
+            st.close()
         run._done.set_result(run._result)
         return run
     run._emit(RunResumed(run_id=run_id, rerun=[t.turn_id for t in inflight]))

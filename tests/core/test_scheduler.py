@@ -280,3 +280,13 @@ def test_stream_delivers_events_only_once_durable(tmp_path) -> None:  # type: ig
     assert [s for s, _ in seen] == list(range(1, len(seen) + 1))
     assert all(durable >= seq for seq, durable in seen)
     assert len(seen) == 22
+
+
+def test_store_given_as_path_is_written_and_closed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "runs.sqlite"
+    res = chain(ScriptedModel(default=echo)).run_sync("go", store=str(path))
+    reopened = SQLiteRunStore(path)
+    info = reopened.get_run(res.run_id)
+    assert info.status == "completed" and info.workflow == "chain" and info.meta == {"input": "go"}
+    kinds = [e.kind for e in reopened.load_events(res.run_id)]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and kinds.count("NodeFinished") == 4
