@@ -19,14 +19,26 @@ log() { echo "engine.sh: $*" >&2; }
 
 answers() {
   # The Docker API's ping endpoint answers "OK" once the service is ready.
-  [ -S "$SOCK" ] && [ "$(curl -s --max-time 2 --unix-socket "$SOCK" http://d/_ping 2>/dev/null)" = "OK" ]
+  [ -S "$SOCK" ] || return 1
+  if command -v curl >/dev/null; then
+    [ "$(curl -s --max-time 2 --unix-socket "$SOCK" http://d/_ping 2>/dev/null)" = "OK" ]
+  else
+    python3 - "$SOCK" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])
+s.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+sys.exit(0 if data.endswith(b"OK") else 1)
+PY
+  fi
 }
 
 alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 start() {
   command -v podman >/dev/null || { log "podman not found: run scripts/system_deps.sh (apt-get install podman runc)"; exit 1; }
-  command -v curl >/dev/null || { log "curl not found: apt-get install curl"; exit 1; }
   mkdir -p "$DIR"
   if answers; then
     log "reusing the service at $SOCK"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -27,6 +28,16 @@ def host_interface_ip() -> str | None:
             parts = line.split()
             if "inet" in parts:
                 return parts[parts.index("inet") + 1].split("/")[0]
+    # Without iproute2: the kernel's own table of local addresses.
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        return None
+    for prev, line in itertools.pairwise(lines):
+        if "/32 host LOCAL" in line:
+            addr = prev.split()[-1]
+            if not addr.startswith("127."):
+                return addr
     return None
 
 
