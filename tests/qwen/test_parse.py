@@ -574,7 +574,7 @@ def test_internal_error_becomes_reported_error_outside_tests(monkeypatch: pytest
     def boom(text: str) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(parse_module, "_split_reasoning", boom)
+    monkeypatch.setattr(parse_module, "split_reasoning", boom)
     r = parse("<tool_call>{}</tool_call>", family="qwen3")
     assert r.tool_calls == [] and "internal parser error" in r.errors[0].reason
 
