@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -336,6 +337,12 @@ class Run:
             turn.task = asyncio.current_task()
             return
         turn.task = self._loop.create_task(self._run_turn(node, turn))
+        turn.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A task cancelled before it could clean up (e.g. before its first step) releases its turns here."""
+        for t in [t for t in self._running.values() if t.task is task]:
+            self._end_turn(self._nodes[t.node], t, adopt=False)
 
     async def _run_turn(self, node: _Node, turn: _Turn) -> None:
         next_turn: tuple[_Node, _Turn] | None = (node, turn)
@@ -576,7 +583,7 @@ class Run:
 
 def _new_run_id() -> str:
     """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes."""
-    return time.strftime("%Y%m%d-%H%M%S-") + _new_id()
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:10]
 
 
 def start_run(

@@ -290,3 +290,14 @@ def test_store_given_as_path_is_written_and_closed(tmp_path) -> None:  # type: i
     assert info.status == "completed" and info.workflow == "chain" and info.meta == {"input": "go"}
     kinds = [e.kind for e in reopened.load_events(res.run_id)]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and kinds.count("NodeFinished") == 4
+
+
+def test_cancel_right_after_start() -> None:
+    async def go() -> object:
+        run = chain(ScriptedModel(default=echo)).start("go")
+        run.cancel()
+        return await asyncio.wait_for(run.result(), 5)
+
+    res = asyncio.run(go())
+    assert res.status == "cancelled"  # type: ignore[attr-defined]
+    assert res.turns == 1  # type: ignore[attr-defined]  # A had been started (and is resumable)
