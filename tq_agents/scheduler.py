@@ -346,9 +346,28 @@ class Run:
 
     async def _run_turn(self, node: _Node, turn: _Turn) -> None:
         next_turn: tuple[_Node, _Turn] | None = (node, turn)
-        while next_turn is not None:
-            node, turn = next_turn
-            next_turn = await self._one_turn(node, turn)
+        try:
+            while next_turn is not None:
+                node, turn = next_turn
+                next_turn = await self._one_turn(node, turn)
+        except Exception as e:  # a bug or a broken store: end the run with a status instead of hanging
+            self._crash(e)
+
+    def _crash(self, e: BaseException) -> None:
+        reason = f"internal error: {type(e).__name__}: {e}"
+        if self._result is not None:
+            return
+        self._stop_status, self._stop_reason = "failed", reason
+        for t in list(self._running.values()):
+            if t.task is not None and t.task is not asyncio.current_task():
+                t.task.cancel()
+        self._running.clear()
+        try:
+            self._finish()
+        except Exception:  # the store itself failed: report without it
+            self._result = RunResult(self.run_id, self.workflow.name, "failed", reason, turns=self.turns)
+            if not self._done.done():
+                self._done.set_result(self._result)
 
     async def _one_turn(self, node: _Node, turn: _Turn) -> tuple[_Node, _Turn] | None:
         spec = node.spec
@@ -383,7 +402,7 @@ class Run:
             self._complete_turn(node, turn, outputs, status, reason, usage)
         except _Stop as s:
             self._stop(s.status, s.reason)
-        return self._end_turn(node, turn)
+        return self._end_turn(node, turn)  # errors here reach _run_turn's handler
 
     async def _call_function(self, spec: NodeSpec, inputs: list[Message]) -> list[Message]:
         assert spec.fn is not None

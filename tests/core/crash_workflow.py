@@ -58,7 +58,7 @@ def build(journal: str, latency: float = 0.0) -> Workflow:
 
 
 async def _main(db: str, journal: str, run_id: str) -> None:
-    run = build(journal, latency=0.01).start("step 0", store=SQLiteRunStore(db), run_id=run_id)
+    run = build(journal, latency=0.02).start("step 0", store=SQLiteRunStore(db), run_id=run_id)
     async for ev in run.events():
         sys.stdout.write(ev.to_json() + "\n")
         sys.stdout.flush()

@@ -301,3 +301,19 @@ def test_cancel_right_after_start() -> None:
     res = asyncio.run(go())
     assert res.status == "cancelled"  # type: ignore[attr-defined]
     assert res.turns == 1  # type: ignore[attr-defined]  # A had been started (and is resumable)
+
+
+def test_broken_store_ends_run_with_failed_status() -> None:
+    from tq_agents import MemoryRunStore, StoreError
+
+    class Broken(MemoryRunStore):
+        def append(self, run_id: str, kind: str, payload):  # type: ignore[no-untyped-def, override]
+            if kind == "MessageEmitted":
+                raise StoreError("disk full")
+            return super().append(run_id, kind, payload)
+
+    async def go() -> object:
+        return await asyncio.wait_for(chain(ScriptedModel(default=echo)).run("go", store=Broken()), 5)
+
+    res = asyncio.run(go())
+    assert res.status == "failed" and res.reason == "internal error: StoreError: disk full"  # type: ignore[attr-defined]
