@@ -398,7 +398,18 @@ class Workflow:
         deadline_s: float | None = None,
         **options: Any,
     ) -> RunResult:
-        """Run to the end and return the ``RunResult`` (status, output, usage). Budgets end it with a status."""
+        """Run to the end and return the ``RunResult`` (status, output, usage). Budgets end it with a status.
+
+        Args:
+            input: A string (becomes ``UserInput``) or a ``Message`` for the entry node(s).
+            store: A ``RunStore``, or a path to a SQLite file (opened and closed for this run), or ``None``
+                for an in-memory log (nothing survives the process; pass a path to be able to resume).
+            model: Default model for agents that have none (overrides the workflow's).
+            max_turns: Stop (status ``max_turns``) before starting more than this many turns.
+            max_tokens: Stop (status ``max_tokens``) once prompt + completion tokens reach this.
+            deadline_s: Stop (status ``deadline``) after this many seconds, cancelling running turns.
+            options: ``retry=RetryPolicy(...)``, ``run_id=...``.
+        """
         run = self.start(
             input,
             store=store,
