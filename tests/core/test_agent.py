@@ -12,6 +12,8 @@ from tq_agents.agent import Agent, RetryPolicy, TurnContext
 from tq_agents.models.base import ChatMessage, ChatResponse, MalformedToolCall
 from tq_agents.testing import ScriptedModel, call
 
+pytestmark = pytest.mark.timeout(60)
+
 ORDERS = {"A1001": "shipped"}
 calls_made: list[str] = []
 

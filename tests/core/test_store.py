@@ -12,6 +12,8 @@ import pytest
 from tq_agents import MemoryRunStore, RunNotFoundError, RunStore, SQLiteRunStore, StoreError, TextMessage
 from tq_agents.store import open_store
 
+pytestmark = pytest.mark.timeout(60)
+
 
 @pytest.fixture(params=["sqlite", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 from tq_agents import Tool, ToolDefinitionError, ToolError, ToolResult, tool
 
+pytestmark = pytest.mark.timeout(60)
+
 
 @tool
 def lookup_order(order_id: str, include_items: bool = False, limit: int = 10) -> dict:
