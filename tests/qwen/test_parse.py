@@ -243,6 +243,21 @@ def test_parameters_key_and_openai_shape_and_flat_form() -> None:
     assert [c.arguments for c in r.tool_calls] == [{"query": "a"}, {"query": "b"}, {"query": "c"}]
 
 
+def test_function_key_as_name_and_args_key() -> None:
+    text = '<tool_call>{"function": "search", "args": {"query": "a"}}</tool_call>'
+    assert calls(parse(text, family="qwen2.5", tools=TOOLS)) == [("call_0", "search", {"query": "a"})]
+
+
+def test_xml_function_with_json_arguments() -> None:
+    text = '<tool_call>\n<function=get_weather>\n{"city": "Oslo", "days": 2}\n</function>\n</tool_call>'
+    assert calls(parse(text, family="qwen3-coder", tools=TOOLS)) == [
+        ("call_0", "get_weather", {"city": "Oslo", "days": 2})
+    ]
+    bad = '<tool_call>\n<function=get_weather>\n{"city": "Oslo"\n<parameter=days>\n2\n</parameter>\n</function>'
+    r = parse(bad, family="qwen3-coder", tools=TOOLS)
+    assert r.tool_calls == [] and "not a JSON object" in r.errors[0].reason
+
+
 def test_functions_prefix_is_stripped_when_tools_known() -> None:
     r = parse(hermes("functions.search", '{"query": "a"}'), family="qwen3", tools=TOOLS)
     assert calls(r) == [("call_0", "search", {"query": "a"})]

@@ -90,15 +90,17 @@ def _json_attempt(value: Any, raw: str) -> Attempt:
     if isinstance(obj.get("function"), dict):  # OpenAI shape: {"type": "function", "function": {...}}
         obj = obj["function"]
     name = obj.get("name")
+    if name is None and isinstance(obj.get("function"), str):  # {"function": "f", "arguments": {...}}
+        name = obj["function"]
     if not isinstance(name, str) or not name.strip():
         return Attempt(raw, problem='the call has no "name" (a string naming the tool)')
     name = name.strip()
-    if "arguments" in obj:
-        args = obj["arguments"]
-    elif "parameters" in obj:
-        args = obj["parameters"]
+    for key in ("arguments", "parameters", "args"):
+        if key in obj:
+            args = obj[key]
+            break
     else:  # flat form {"name": "f", "city": "Paris"}: the other keys are the arguments
-        args = {k: v for k, v in obj.items() if k not in ("name", "type", "id")}
+        args = {k: v for k, v in obj.items() if k not in ("name", "type", "id", "function")}
     if isinstance(args, str):
         s = args.strip()
         if not s:
@@ -305,10 +307,18 @@ def _read_xml(text: str, p: int, found: list[Attempt], wrapped: bool) -> int:
         name = m.group(1).strip().strip("\"'").strip()
         q = m.end()
         params: dict[str, str] = {}
+        json_args: Any = None
         problem: str | None = None
         while True:
             q = _skip_ws(text, q)
-            if text.startswith("<parameter=", q):
+            if text.startswith("{", q) and not params and json_args is None:  # <function=f>{"a": 1}</function>
+                try:
+                    json_args, q, _ = decode_lenient(text, q, strict_first=False)
+                except LenientJSONError as e:
+                    problem = f"the arguments after <function={name}> are not a JSON object ({e.reason})"
+                    q = _next_tag(text, q)
+                    break
+            elif text.startswith("<parameter=", q):
                 pm = _PARAM_RE.match(text, q)
                 if pm is None:
                     problem = "a <parameter=NAME> tag is not closed with '>'"
@@ -343,6 +353,15 @@ def _read_xml(text: str, p: int, found: list[Attempt], wrapped: bool) -> int:
             found.append(Attempt(clip(raw), problem="<function=...> has no tool name"))
         elif problem:
             found.append(Attempt(clip(raw), name=name, problem=problem))
+        elif json_args is not None:
+            if params:
+                found.append(
+                    Attempt(clip(raw), name=name, problem="give the arguments either as JSON or as parameters")
+                )
+            elif not isinstance(json_args, dict):
+                found.append(Attempt(clip(raw), name=name, problem="the arguments must be a JSON object"))
+            else:
+                found.append(Attempt(clip(raw), name=name, arguments=json_args))
         else:
             found.append(Attempt(clip(raw), name=name, arguments=params, xml=True))
         q = _skip_ws(text, q)
