@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("TQ_DEBUG") == "1"
     try:
-        app(args=args, prog_name="tq", standalone_mode=False)
+        rv = app(args=args, prog_name="tq", standalone_mode=False)
+        if isinstance(rv, int) and rv != 0:  # without standalone mode, click returns typer.Exit's code
+            raise SystemExit(rv)
     except typer.Exit as e:
         raise SystemExit(e.exit_code) from None
     except typer.Abort:
