@@ -9,7 +9,8 @@ single quotes, trailing commas, Python literals, missing ``</tool_call>`` (at th
 missing or extra ``}``, two objects in one block, arguments as a JSON string, a ```json fence in the block,
 ``parameters`` instead of ``arguments``, a ``</tool_call>`` or braces inside a string argument, a call inside
 ``<think>``, ``<think>`` never closed, a bare fenced call with no tags, a truncated last call, one garbled
-call among good ones; for Qwen3-Coder XML: missing ``</parameter>``/``</function>``/``</tool_call>``,
+call among good ones, a made-up ``<tool_response>`` followed by another call (not intended: it acts on an
+invented result); for Qwen3-Coder XML: missing ``</parameter>``/``</function>``/``</tool_call>``,
 Python list literals, a call inside ``<think>``, truncation.
 """
 
@@ -154,6 +155,7 @@ HERMES_FAULTS = [
     "bare_fenced_json",
     "truncated_last",
     "one_garbled",
+    "made_up_response",
 ]
 XML_FAULTS = [
     "clean",
@@ -288,6 +290,10 @@ def make_sample(rng: random.Random) -> Sample:
             i = rng.randrange(n)
             nm, a = calls[i]
             blocks[i] = f'<tool_call>\n{{"name": "{nm}", "arguments": {{"{next(iter(a))}": }}}}\n</tool_call>'
+        elif fault == "made_up_response":  # the model invents the result and calls again on it
+            follow = _call(rng)
+            blocks.append('<tool_response>\n{"status": "ok"}\n</tool_response>\nDone. ')
+            blocks.append(f"<tool_call>\n{_hermes_body(*follow, 'clean')}\n</tool_call>")
         elif fault == "bare_fenced_json":
             blocks = ["```json\n" + _hermes_body(*calls[0], "clean") + "\n```"]
             intended = calls[:1]

@@ -614,8 +614,28 @@ def test_bare_fenced_call_keeps_tag_text_inside_string() -> None:
 
 
 def test_content_mentioning_a_tag_keeps_it() -> None:
-    r = parse("Qwen ends calls with </tool_call> and answers with <|im_end|> at the end.", family="qwen3")
-    assert r.content == "Qwen ends calls with </tool_call> and answers with <|im_end|> at the end."
+    r = parse("Qwen ends calls with </tool_call> and functions with </function>.", family="qwen2.5")
+    assert r.content == "Qwen ends calls with </tool_call> and functions with </function>."
+
+
+def test_text_after_end_of_turn_is_not_part_of_the_turn() -> None:
+    text = hermes("search", '{"query": "a"}') + "<|im_end|>\n<|im_start|>user\n" + hermes("search", '{"query": "b"}')
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "a"})] and r.content == ""
+    assert parse("Hi<|im_start|>assistant\nagain", family="qwen3").content == "Hi"
+
+
+def test_calls_after_a_made_up_tool_response_are_refused() -> None:
+    text = (
+        hermes("get_weather", '{"city": "Oslo"}')
+        + '\n<tool_response>\n{"temp": 21}\n</tool_response>\nIt is 21 degrees. '
+        + hermes("search", '{"query": "what to wear at 21 degrees"}')
+    )
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert calls(r) == [("call_0", "get_weather", {"city": "Oslo"})]
+    assert r.content == ""  # the invented result is not shown as the model's answer
+    (err,) = r.errors
+    assert err.index == 1 and err.name == "search" and "<tool_response>" in err.reason
 
 
 def test_stray_closing_tags_at_content_edges_are_dropped() -> None:

@@ -102,6 +102,8 @@ TAGS = [
 NASTY = [
     *TAGS,
     "<|im_end|>",
+    "<tool_response>",
+    "</tool_response>",
     "{",
     "}",
     "[",

@@ -60,6 +60,7 @@ class Attempt:
     xml: bool = False
     problem: str | None = None  # set when the call could not be read at all
     in_think: bool = False
+    after_response: bool = False  # written after a <tool_response> the model made up itself
 
 
 def _skip_ws(text: str, p: int) -> int:

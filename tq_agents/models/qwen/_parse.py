@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,11 @@ def _resolve(att: Attempt, index: int, tools: _Tools | None) -> ToolCall | Malfo
             "it was written inside the <think> reasoning. To call a tool, close the reasoning with </think> "
             "and write the call after it"
         )
+    if att.after_response:
+        return refuse(
+            "it was written after a <tool_response> that the model wrote itself. Tool results come from the "
+            "system: stop after your calls and wait for the real results"
+        )
     if att.problem is not None:
         shape = XML_SHAPE if att.raw.lstrip().startswith("<function=") else HERMES_SHAPE
         return refuse(att.problem, f"Write each call as:\n{shape}")
@@ -169,6 +175,8 @@ def _resolve(att: Attempt, index: int, tools: _Tools | None) -> ToolCall | Malfo
 
 
 _EDGE_TAGS = (TC_CLOSE, TH_CLOSE, *END_TOKENS)
+_TURN_END_RE = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>")
+_TR_OPEN = "<tool_response>"
 
 
 def _clean(piece: str) -> str:
@@ -195,16 +203,23 @@ def _clean(piece: str) -> str:
 
 
 def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -> ParsedCompletion:
+    turn_end = _TURN_END_RE.search(text)
+    if turn_end is not None:  # the assistant turn ends there (an engine that did not stop on it)
+        text = text[: turn_end.start()]
     text = text.strip()
     if prompt_opened_think and not text.startswith(TH_OPEN):
         text = TH_OPEN + text
-    for tok in END_TOKENS:
-        while text.endswith(tok):
-            text = text[: -len(tok)].rstrip()
     attempts: list[Attempt] = []
     content: list[str] = []
     reasoning: list[str] | None = None
+    made_up: list[Attempt] | None = None  # calls after a <tool_response> the model wrote itself
     for is_reasoning, segment in split_reasoning(text):
+        if made_up is not None:  # everything after a made-up tool response is untrusted
+            made_up.extend(extract(segment)[0])
+            continue
+        if not is_reasoning and _TR_OPEN in segment:
+            segment, _, tail = segment.partition(_TR_OPEN)
+            made_up = extract(tail)[0]
         found, pieces = extract(segment)
         if is_reasoning:
             reasoning = [] if reasoning is None else reasoning
@@ -215,6 +230,9 @@ def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -
         else:
             content.extend(pieces)
         attempts.extend(found)
+    for att in made_up or ():
+        att.after_response = True
+        attempts.append(att)
     content_text = "\n\n".join(p for p in map(_clean, content) if p)
     if not attempts and tools is not None and content_text:
         bare = bare_json_calls("".join(content), tools.schemas)
@@ -260,8 +278,11 @@ def parse(
     argument, an unclosed ``</parameter>``/``</function>`` before the next tag, Python-repr values in XML
     parameters, and (with ``tools``) a bare JSON call object with no tags at all.
 
-    Refusals: a call inside ``<think>...</think>`` (reported, never returned as a call), text cut off inside
-    a call, JSON beyond repair, no ``name``, non-object arguments, unknown tool, schema violations.
+    Refusals: a call inside ``<think>...</think>`` (reported, never returned as a call), a call after a
+    ``<tool_response>`` the model wrote itself (that invented result and what follows are dropped from the
+    content), text cut off inside a call, JSON beyond repair, no ``name``, non-object arguments, unknown
+    tool, schema violations. Text after ``<|im_end|>``/``<|endoftext|>``/``<|im_start|>`` is not part of
+    the turn and is ignored.
     A ``<think>`` never closed ends at the first tool call; a ``</think>`` with no opener (the prompt opened
     the reasoning) makes everything before it reasoning. Call ids are ``call_<index>``, ``index`` counting
     every attempted call (good, refused and in-reasoning) in order.
