@@ -293,6 +293,8 @@ def test_bare_json_is_content_without_tools_or_for_unknown_names() -> None:
     assert parse(text, family="qwen2.5").content == text
     other = '{"name": "Ada", "arguments": {"age": 3}}'
     assert parse(other, family="qwen2.5", tools=TOOLS).tool_calls == []
+    odd = '{"name": {"query": "x"}, "arguments": {}}'  # found by the fuzz test: an unhashable name
+    assert parse(odd, family="qwen2.5", tools=TOOLS).content == odd
 
 
 def test_good_call_beside_bad_one_is_kept() -> None:

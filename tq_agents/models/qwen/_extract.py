@@ -460,6 +460,7 @@ def bare_json_calls(content: str, names: Collection[str]) -> list[Attempt] | Non
     if not values:
         return None
     for v in values:
-        if not (isinstance(v, dict) and v.get("name") in names and ("arguments" in v or "parameters" in v)):
+        name = v.get("name") if isinstance(v, dict) else None
+        if not (isinstance(name, str) and name in names and ("arguments" in v or "parameters" in v)):
             return None
     return [_json_attempt(v, s) for v in values]
