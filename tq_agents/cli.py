@@ -92,10 +92,17 @@ def list_workflows(file: FileOpt = None) -> None:
 
     from tq_agents.workflows import available
 
+    entries = sorted(available(file=file).values(), key=lambda e: e.name)
+    console = Console()
+    if not console.is_terminal:  # plain lines: name, source, description
+        width = max(len(e.name) for e in entries)
+        for e in entries:
+            sys.stdout.write(f"{e.name:<{width}}  {e.source:<10}  {e.description}\n")
+        return
     table = Table("name", "description", "source", box=None, header_style="bold")
-    for entry in sorted(available(file=file).values(), key=lambda e: e.name):
+    for entry in entries:
         table.add_row(entry.name, entry.description, entry.source)
-    Console().print(table)
+    console.print(table)
 
 
 @app.command()

@@ -40,7 +40,7 @@ def test_list_shows_builtins_and_local_and_file_workflows(tq):
     )
     proc = tq("list", "--file", str(extra))
     assert proc.returncode == 0, proc.stderr
-    names = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line.strip()}
+    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
     assert {"plan-code-review", "translate-review", "support", "shout", "noop"} <= names
     assert "Upper-case the input." in proc.stdout
 
