@@ -14,9 +14,9 @@ pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_constrained_benchmark_quick(tmp_path: Path) -> None:
+def test_constrained_benchmark_quick(tiny_checkpoint: Path) -> None:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "constrained.py"), "--quick"]
-    cmd += ["--checkpoint", str(tmp_path / "tiny")]
+    cmd += ["--checkpoint", str(tiny_checkpoint)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=220, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()

@@ -415,6 +415,21 @@ class LazyToolCallConstraint:
         return self._inner is not None and self._inner.is_finished()
 
 
+def _all_added_special(tokenizer_json: str) -> str:
+    """Mark every added token special, so that markers (``<tool_call>``, ``<think>``) are produced only where a
+    grammar names them by id (``<[151657]>``), never inside free text or JSON strings. Only the small
+    ``added_tokens`` array is re-encoded (decoding the whole 5 MB file costs seconds)."""
+    key = '"added_tokens":'
+    start = tokenizer_json.find(key)
+    if start < 0:
+        return tokenizer_json
+    start = tokenizer_json.index("[", start)
+    added, end = json.JSONDecoder().raw_decode(tokenizer_json, start)
+    for tok in added:
+        tok["special"] = True
+    return tokenizer_json[:start] + json.dumps(added, ensure_ascii=False) + tokenizer_json[end:]
+
+
 class GrammarCompiler:
     """Builds constraints for one tokenizer. Construction costs ~1 s (vocabulary scan): share instances
     with :meth:`for_tokenizer`."""
@@ -425,10 +440,9 @@ class GrammarCompiler:
     def __init__(self, tokenizer_json: str, *, vocab_size: int, eos_id: int, special_ids: Mapping[str, int]) -> None:
         import llguidance
 
-        data = json.loads(tokenizer_json)
-        for tok in data.get("added_tokens", []):  # markers only through <[id]>, never inside free text / strings
-            tok["special"] = True
-        self.ll_tokenizer = llguidance.LLTokenizer(json.dumps(data), n_vocab=vocab_size, eos_token=eos_id)
+        self.ll_tokenizer = llguidance.LLTokenizer(
+            _all_added_special(tokenizer_json), n_vocab=vocab_size, eos_token=eos_id
+        )
         self.vocab_size = vocab_size
         self.eos_id = eos_id
         self.tool_call_ids = (special_ids["<tool_call>"], special_ids["</tool_call>"])
