@@ -16,8 +16,15 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field, ValidationError
 
 from tq_agents import tool
+from tq_agents.models.qwen import _parse as parse_module
 from tq_agents.models.qwen import parse
 from tq_agents.models.qwen._schema import check, coerce, text_to_value
+
+
+@pytest.fixture(autouse=True)
+def _raise_internal_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_module, "_RAISE_INTERNAL_ERRORS", True)
+
 
 # --------------------------------------------------------------------------------------------- keywords
 
@@ -217,3 +224,42 @@ def test_parse_with_project_tool_schema_end_to_end() -> None:
         "address": {"street": "Main"}, "extras": None,
     }  # fmt: skip
     book.args_model.model_validate(call.arguments)
+
+
+# ------------------------------------------------------------------------------------------ odd schemas
+
+KEYWORDS = [
+    "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems", "anyOf",
+    "oneOf", "allOf", "$ref", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties",
+    "$defs",
+]  # fmt: skip
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(
+        ["string", "integer", "number", "object", "array", "boolean", "null", "#/$defs/a", "#", "[", "a", "^a"]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from([*KEYWORDS, "a", "b"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+schemas = st.dictionaries(st.sampled_from(KEYWORDS), json_values, max_size=5)
+
+
+@settings(
+    max_examples=800, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(schemas, json_values | st.text(max_size=8))
+def test_odd_schemas_never_raise(schema: dict[str, Any], value: Any) -> None:
+    errors = check(value, schema)
+    assert isinstance(errors, list) and all(isinstance(e, str) for e in errors)
+    coerce(value, schema, schema)
+    if isinstance(value, str):
+        text_to_value(value, schema, schema)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    parse('<tool_call>{"name": "f", "arguments": {"a": 1, "b": "2"}}</tool_call>', family="qwen3", tools=tools)
+    parse("<tool_call><function=f><parameter=a>\n1\n</parameter></function></tool_call>", family="qwen3", tools=tools)
