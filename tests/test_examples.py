@@ -122,3 +122,26 @@ def test_web_support_example_one_store_and_one_conversation_per_session(tmp_path
         st.close()
     assert {a1["run_id"], b1["run_id"], a2["run_id"]} <= set(runs)
     assert all(runs[r].status == "completed" for r in (a1["run_id"], b1["run_id"], a2["run_id"]))
+
+
+def test_readme_quickstart_and_tour_code():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## Quickstart", 1)[1].split("##", 1)[0]
+    bash = re.findall(r"```bash\n(.*?)```", quick, re.S)[0]
+    commands = [line.split("#")[0].strip() for line in bash.strip().splitlines()]
+    assert commands == ["bash scripts/quickstart.sh", "bash scripts/test.sh"]
+    for script in ("scripts/quickstart.sh", "scripts/test.sh"):
+        assert (ROOT / script).is_file()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    for block in blocks:
+        compile(block, "README.md", "exec")
+    # The tour's workflow definition runs as written (with a scripted model standing in for Qwen).
+    from tq_agents.testing import ScriptedModel
+
+    scope: dict[str, object] = {}
+    exec(blocks[0], scope)
+    model = ScriptedModel({"poet": ["a haiku"], "critic": [{"verdict": "approve"}]})
+    result = scope["haiku"](model).run_sync("queues", max_turns=10)  # type: ignore[operator]
+    assert result.status == "completed" and result.turns == 2

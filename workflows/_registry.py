@@ -53,7 +53,8 @@ class WorkflowEntry:
 
 
 _REGISTRY: dict[str, WorkflowEntry] = {}
-_current_source: list[str] = ["built-in"]
+_current_source: list[str] = []
+_builtins_loaded: list[bool] = []
 
 
 def workflow(name: str, *, description: str = "") -> Callable[[Factory], Factory]:
@@ -66,7 +67,14 @@ def workflow(name: str, *, description: str = "") -> Callable[[Factory], Factory
 
     def deco(fn: Factory) -> Factory:
         desc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = WorkflowEntry(name=name, description=desc, factory=fn, source=_current_source[-1])
+        module = getattr(fn, "__module__", None) or "__main__"
+        if _current_source:
+            source = _current_source[-1]
+        elif module.startswith("tq_agents.workflows."):
+            source = "built-in"
+        else:
+            source = f"module {module}"
+        _REGISTRY[name] = WorkflowEntry(name=name, description=desc, factory=fn, source=source)
         return fn
 
     return deco
@@ -100,8 +108,9 @@ def load_file(path: str | Path) -> list[str]:
 
 
 def _load_builtins() -> None:
-    if any(e.source == "built-in" for e in _REGISTRY.values()):
+    if _builtins_loaded:
         return
+    _builtins_loaded.append(True)
     import tq_agents.workflows.plan_code_review
     import tq_agents.workflows.support
     import tq_agents.workflows.translate_review  # noqa: F401
