@@ -77,6 +77,7 @@ def _next_tag(text: str, p: int) -> int:
 
 
 def clip(raw: str) -> str:
+    """The raw text of a call for an error report: stripped, at most 4,000 characters."""
     raw = raw.strip()
     return raw if len(raw) <= _RAW_LIMIT else raw[:_RAW_LIMIT] + "..."
 

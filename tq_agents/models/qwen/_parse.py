@@ -130,7 +130,7 @@ def _resolve(att: Attempt, index: int, tools: _Tools | None) -> ToolCall | Malfo
     def refuse(reason: str, advice: str = "") -> MalformedToolCall:
         who = f"The call to {att.name!r}" if att.name else "A tool call"
         text = f"{who} was not run: {reason}." + (f" {advice}" if advice else "")
-        return MalformedToolCall(index=index, raw=att.raw, reason=text, name=att.name)
+        return MalformedToolCall(index=index, raw=clip(att.raw), reason=text, name=att.name)
 
     if att.in_think:
         return refuse(
@@ -266,7 +266,9 @@ def parse(
             Qwen3-Coder XML) are read in every family; the family is checked so that a typo is caught.
         tools: the OpenAI-shaped tool schemas offered to the model. When given, a call to an unknown tool or
             with arguments that do not fit the tool's JSON schema is refused (listed in ``errors``), and
-            argument values are typed by the schema (``"5"`` → ``5`` for an integer parameter).
+            argument values are typed by the schema (``"5"`` → ``5`` for an integer parameter). Without
+            ``tools``, any name is accepted and Qwen3-Coder parameter values stay strings (a JSON object or
+            array is decoded).
         prompt_opened_think: the prompt ended with ``<think>`` (Qwen3 thinking templates), so the completion
             starts inside the reasoning: with no ``</think>`` in it, it is reasoning up to the first tool call.
 
