@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,41 @@ def test_readme_quickstart_command_runs_end_to_end(tmp_path):
     assert (qs / "tiny-qwen2.5" / "config.json").is_file() and (qs / "runs.sqlite").is_file()
     run_lines = [line for line in proc.stdout.splitlines() if " support " in line and "completed" in line]
     assert run_lines, proc.stdout
+
+
+def test_support_against_tq_serve_with_base_url(tq, tiny_checkpoint):
+    """`--base-url` points the same workflow at an OpenAI-compatible server (here `tq serve` on the tiny model)."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "tq"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tq_agents.cli"]
+    server = subprocess.Popen(
+        [*cmd, "serve", "--model", str(tiny_checkpoint), "--port", str(port)],
+        env=tq.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.5)
+        base = f"http://127.0.0.1:{port}/v1"
+        code, out = tq.json("run", "support", "--input", QUESTION, "--model", str(tiny_checkpoint), "--base-url", base)
+        assert code == 0 and out["status"] == "completed" and out["final"]["type"] == "SupportOutcome", out
+        assert out["tokens"]["prompt"] > 0  # usage reported by the server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    code, rep = tq.json("replay", out["run_id"])  # replay needs no server: answers come from the record
+    assert code == 0 and not rep["diverged"], rep
