@@ -24,6 +24,7 @@ __all__ = [
     "detect_language",
     "find_placeholders",
     "glossary_lookup",
+    "latin_word_evidence",
     "placeholder_report",
     "text_tools",
 ]
@@ -116,6 +117,15 @@ def detect_language(text: str) -> str:
         if hits > best_hits:
             best, best_hits = lang, hits
     return best
+
+
+def latin_word_evidence(text: str) -> int:
+    """How many common function words of a Latin-script language (en, fr, de, es) ``text`` contains.
+
+    Zero for text that is not written in one of those languages (or is not language at all).
+    """
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return sum(1 for w in words if any(w in stop for stop in _STOPWORDS.values()))
 
 
 def find_placeholders(text: str) -> list[str]:

@@ -141,7 +141,8 @@ class LiveView:
         elif isinstance(ev, E.ModelCallFinished):
             self.prompt_tokens += ev.prompt_tokens
             self.completion_tokens += ev.completion_tokens
-            self.tokens_per_s = ev.tokens_per_s
+            if ev.duration_s >= 0.005:  # instant (scripted or recorded) answers have no meaningful rate
+                self.tokens_per_s = ev.tokens_per_s
         elif isinstance(ev, E.ToolCallStarted):
             self.tool_calls += 1
             args = json.dumps(ev.arguments, ensure_ascii=False)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from tq_agents.tools.commerce import Shop
-from tq_agents.tools.text import LANGUAGE_NAMES, detect_language
+from tq_agents.tools.text import LANGUAGE_NAMES, detect_language, latin_word_evidence
 from tq_agents.workflows._registry import workflow
 
 from tq_agents.graph import Workflow
@@ -127,8 +127,8 @@ def check_reply(reply: SupportReply, language: str, pii: list[str]) -> list[str]
     got = detect_language(answer)
     if language == "zh" and got != "zh":
         issues.append("the customer wrote in Chinese: answer in Chinese (简体中文)")
-    elif language != "zh" and got == "zh":
-        issues.append(f"the customer wrote in {LANGUAGE_NAMES.get(language, language)}: do not answer in Chinese")
+    elif language != "zh" and (got == "zh" or latin_word_evidence(answer) == 0):
+        issues.append(f"the customer wrote in {LANGUAGE_NAMES.get(language, language)}: answer in that language")
     low = answer.lower()
     promised = [p for p in _PROMISES if p in low]
     if promised:
