@@ -25,6 +25,7 @@ __all__ = [
     "find_placeholders",
     "glossary_lookup",
     "latin_word_evidence",
+    "markdown_outline",
     "placeholder_report",
     "text_tools",
 ]
@@ -126,6 +127,21 @@ def latin_word_evidence(text: str) -> int:
     """
     words = re.findall(r"[^\W\d_]+", text.lower())
     return sum(1 for w in words if any(w in stop for stop in _STOPWORDS.values()))
+
+
+_MD_LINE = re.compile(r"^\s*(#{1,6}\s|[-*+]\s|\d+[.)]\s|>\s?|```|\|)")
+
+
+def markdown_outline(text: str) -> list[str]:
+    """The Markdown skeleton of ``text``: the block marker of each structural line (``#``, ``-``, ``1.``,
+    ``>``, fences, table rows), in order. A faithful translation keeps it unchanged."""
+    out: list[str] = []
+    for line in text.splitlines():
+        m = _MD_LINE.match(line)
+        if m:
+            marker = m.group(1).strip()
+            out.append("1." if marker[:-1].isdigit() else marker)
+    return out
 
 
 def find_placeholders(text: str) -> list[str]:

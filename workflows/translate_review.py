@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
-from tq_agents.tools.text import LANGUAGE_NAMES, detect_language, glossary_lookup, placeholder_report
+from tq_agents.tools.text import (
+    LANGUAGE_NAMES,
+    detect_language,
+    find_placeholders,
+    glossary_lookup,
+    markdown_outline,
+    placeholder_report,
+)
 from tq_agents.workflows._registry import workflow
 
 from tq_agents.graph import Workflow
@@ -140,14 +147,21 @@ def check_translation(draft: TranslationDraft) -> TranslationCheck:
     rep = placeholder_report(draft.source_text, draft.text)
     if not rep.ok:
         issues.append(f"placeholders/code/URLs must be kept verbatim — {rep.describe()}")
+    if markdown_outline(draft.source_text) != markdown_outline(draft.text):
+        issues.append(
+            "keep the Markdown structure of the source (same headings, list items, quotes, code fences, table rows)"
+        )
     target = draft.required_target or draft.target_language
     got = detect_language(draft.text) if draft.text.strip() else ""
     if target and got and got != target and (target == "zh" or got == "zh"):
         issues.append(f"the translation must be in {LANGUAGE_NAMES.get(target, target)}, not {got}")
     src = detect_language(draft.source_text) if draft.source_text else ""
     if src and target:
+        prose = draft.text
+        for span in find_placeholders(prose):  # `{order_id}` does not count as using the term "order"
+            prose = prose.replace(span, " ")
         for hit in glossary_lookup(draft.source_text, src, target):
-            if hit.target_term.lower() not in draft.text.lower():
+            if not re.search(rf"(?<!\w){re.escape(hit.target_term.lower())}", prose.lower()):
                 issues.append(f"glossary: translate '{hit.source_term}' as '{hit.target_term}'")
     return TranslationCheck(ok=not issues, issues=issues, draft=draft.payload())
 
