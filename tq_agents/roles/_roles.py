@@ -54,8 +54,7 @@ class RoleAgent(Agent):
         if result_type is not None:
             if not issubclass(result_type, self.output_type):
                 raise ConfigError(
-                    f"agent {self.name!r}: result_type {result_type.__name__} must subclass "
-                    f"{self.output_type.__name__}"
+                    f"agent {self.name!r}: result_type {result_type.__name__} must subclass {self.output_type.__name__}"
                 )
             self.output_type = result_type  # schema and prompt stay those of the model-facing type
         self._enrich = enrich
