@@ -288,8 +288,11 @@ def run_command(
         "base_url": base_url,
     }
 
+    started: list[str] = []
+
     async def go() -> RunResult:
         run = wf.start(text, store=st, max_turns=max_turns, max_tokens=max_tokens, deadline_s=deadline)
+        started.append(run.run_id)
         st.append(run.run_id, CLI_EVENT, invocation)
         console = _stderr_console(json_out)
         view = LiveView(wf, run.run_id) if console is not None else None
@@ -297,6 +300,10 @@ def run_command(
 
     try:
         result = asyncio.run(go())
+    except KeyboardInterrupt:
+        if started:  # the log holds every completed turn: the run can be finished later
+            sys.stderr.write(f"interrupted: run {started[0]} can be finished with `tq resume {started[0]}`\n")
+        raise
     finally:
         st.close()
     if json_out:
