@@ -222,7 +222,7 @@ def best_llama(llama_cpp, path: Path, ctx: int, threads: int):
     return best[1], best[2]
 
 
-def batch1_decode(engine, vocab: int, steps: int) -> float:
+def batch1_decode(engine, vocab: int, steps: int, reps: int = 3) -> float:
     """Seconds per batch-1 decode step on the engine (short prompt, prefix cache irrelevant)."""
     import random
 
@@ -232,13 +232,56 @@ def batch1_decode(engine, vocab: int, steps: int) -> float:
     prompt = [rng.randrange(100, min(vocab, 150_000)) for _ in range(32)]
     engine.submit(prompt, SamplingParams(max_new_tokens=4)).wait()  # warm
     best = float("inf")
-    for _ in range(3):
+    for _ in range(reps):
         s0 = engine.stats()
         engine.submit(prompt, SamplingParams(max_new_tokens=steps)).wait()
         s1 = engine.stats()
         n = s1["decode_steps"] - s0["decode_steps"]
         best = min(best, (s1["decode_seconds"] - s0["decode_seconds"]) / max(n, 1))
     return best
+
+
+def compare_dtypes(ckpt: Path, vocab: int, dtypes: list[str], reps: int, prompt_len: int, steps: int) -> None:
+    """Prefill tok/s and decode ms/step (batch 1 and 4) per engine dtype, measured interleaved (best of reps)."""
+    import random
+
+    from tq_agents.models._engine import Engine, SamplingParams, load_model
+
+    rng = random.Random(11)
+    hi = min(vocab, 150_000)
+    engines = {d: Engine(load_model(str(ckpt), dtype=d), max_batch_size=4, prefix_cache=False) for d in dtypes}
+    best: dict[str, list[float]] = {d: [0.0, float("inf"), float("inf")] for d in dtypes}
+    for e in engines.values():
+        e.submit([101, 102, 103], SamplingParams(max_new_tokens=2)).wait()
+    for _ in range(reps):
+        for d, e in engines.items():
+            prompt = [rng.randrange(100, hi) for _ in range(prompt_len)]
+            s0 = e.stats()
+            e.submit(prompt, SamplingParams(max_new_tokens=0)).wait()
+            s1 = e.stats()
+            best[d][0] = max(best[d][0], prompt_len / (s1["prefill_seconds"] - s0["prefill_seconds"]))
+            best[d][1] = min(best[d][1], batch1_decode(e, vocab, steps, reps=1))
+            s0 = e.stats()
+            hs = [
+                e.submit([rng.randrange(100, hi) for _ in range(16)], SamplingParams(max_new_tokens=steps))
+                for _ in range(4)
+            ]
+            for h in hs:
+                h.wait()
+            s1 = e.stats()
+            steps4 = s1["decode_steps"] - s0["decode_steps"]
+            best[d][2] = min(best[d][2], (s1["decode_seconds"] - s0["decode_seconds"]) / max(steps4, 1))
+    for e in engines.values():
+        e.close()
+    print(
+        f"precision (best of {reps}, interleaved): dtype | prefill tok/s | decode b1 ms | decode b4 ms/step | "
+        f"agent turn ({prompt_len * 3} new prompt tokens + 64 decoded) s"
+    )
+    for d in dtypes:
+        pf, b1, b4 = best[d]
+        print(f"  {d:5s} | {pf:7.0f} | {b1 * 1000:7.1f} | {b4 * 1000:7.1f} | {prompt_len * 3 / pf + 64 * b1:6.2f}")
+    fastest = min(dtypes, key=lambda d: prompt_len * 3 / best[d][0] + 64 * best[d][1])
+    print(f"  fastest for prompt-heavy agent turns here: {fastest}", flush=True)
 
 
 def report(name: str, wall: float, wl: Workload, extra: str = "") -> None:
@@ -260,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--skip-dtypes", action="store_true", help="skip the fp32/bf16/int8 precision comparison")
     ap.add_argument("--workdir", default=None, help="where GGUF files go (default: next to the checkpoint cache)")
     a = ap.parse_args(argv)
     if a.quick:
@@ -288,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measured read bandwidth: {bw1:.1f} GB/s (1 thread), {bwn:.1f} GB/s ({threads} threads)", flush=True)
 
     results: dict[str, float] = {}
+    if not a.skip_dtypes:
+        compare_dtypes(ckpt, vocab, ["fp32", "bf16", "int8"], 1 if a.quick else 2, 64 if a.quick else 256, 8)
 
     # (b) tq engine first (its numbers matter most if the run is cut short)
     model = load_model(str(ckpt), dtype=dtype)
@@ -302,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         wl,
         f"   prefix-cache hit {s['prefix_hit_rate']:.0%} of {sent} prompt tokens, "
         f"avg decode batch {s['avg_batch']:.2f}",
+    )
+    print(
+        f"  tq internals: prefilled {s['prefill_tokens']} tokens in {s['prefill_seconds']:.1f}s "
+        f"({s['prefill_tokens'] / max(s['prefill_seconds'], 1e-9):.0f} tok/s), {s['decode_steps']} decode steps in "
+        f"{s['decode_seconds']:.1f}s ({s['decode_seconds'] / max(s['decode_steps'], 1) * 1000:.0f} ms/step)",
+        flush=True,
     )
     step = batch1_decode(engine, vocab, 8 if a.quick else 24)
     wbytes = weight_bytes_per_token(model)
