@@ -89,6 +89,8 @@ class RunRecord:
                 rec.turns[ev.turn_id].request_hashes[ev.index] = ev.request_hash
             elif isinstance(ev, ModelCallFinished) and ev.turn_id in rec.turns:
                 rec.turns[ev.turn_id].responses[ev.index] = ev.response
+                if ev.request_hash:
+                    rec.turns[ev.turn_id].request_hashes[ev.index] = ev.request_hash
             elif isinstance(ev, ToolCallFinished) and ev.turn_id in rec.turns:
                 rec.turns[ev.turn_id].tools[ev.key] = ev.result
             elif isinstance(ev, MessageEmitted) and ev.turn_id in rec.turns:

@@ -15,7 +15,7 @@ from tq_agents._record import request_hash
 from tq_agents._tool import Tool, ToolError, ToolResult
 from tq_agents.agent import Agent, RetryPolicy, TurnContext
 from tq_agents.errors import TransientModelError
-from tq_agents.events import ModelCallFailed, ModelCallFinished, ModelCallStarted, ToolCallFinished, ToolCallStarted
+from tq_agents.events import ModelCallFailed, ModelCallFinished, ToolCallFinished, ToolCallStarted
 from tq_agents.messages import Message
 from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse, ToolCall
 
@@ -64,18 +64,9 @@ class _Context(TurnContext):
         if max_tokens is not None and run.total_tokens >= max_tokens:
             raise _Stop("max_tokens", f"token budget of {max_tokens} used up ({run.total_tokens})")
         rhash = request_hash(request)
-        request.metadata["run_id"] = run.run_id  # lets backends tag records they append to the store
-        request.metadata["turn_id"] = turn.turn_id
-        run._emit(
-            ModelCallStarted(
-                run_id=run.run_id,
-                node=turn.node,
-                turn_id=turn.turn_id,
-                index=index,
-                request_hash=rhash,
-                prompt_messages=len(request.messages),
-            )
-        )
+        metadata = request.metadata
+        metadata["run_id"] = run.run_id  # lets backends tag records they append to the store
+        metadata["turn_id"] = turn.turn_id
         t0 = time.perf_counter()
         if run.replay is not None:
             response = run.replay.model_response(turn, index, rhash)
@@ -97,6 +88,8 @@ class _Context(TurnContext):
                 completion_tokens=usage.completion_tokens,
                 duration_s=dt,
                 tokens_per_s=usage.completion_tokens / dt if dt > 0 else 0.0,
+                request_hash=rhash,
+                prompt_messages=len(request.messages),
             )
         )
         return response

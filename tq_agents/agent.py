@@ -90,6 +90,7 @@ class TurnContext:
 
 
 _DEFAULT_CONTEXT = TurnContext()
+_NO_USAGE = Usage()
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.S)
 
 
@@ -268,11 +269,10 @@ class Agent:
                 hint="pass model=... to the Agent, or to the Workflow / run() so every agent without one uses it",
             )
         messages = self.build_messages(inputs, history)
-        result = TurnResult(status="failed", transcript=messages)
+        result = TurnResult("failed", None, "", _NO_USAGE, 0, 0, messages)
         tool_rounds = 0
         retries = 0
         first = True
-        prompt_tokens = completion_tokens = 0
         while True:
             request = self._request(messages, first)
             first = False
@@ -282,9 +282,8 @@ class Agent:
                 result.reason = f"model call failed: {type(e).__name__}: {e.message}"
                 return result
             result.model_calls += 1
-            prompt_tokens += response.usage.prompt_tokens
-            completion_tokens += response.usage.completion_tokens
-            result.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            # one model call (the common case): its usage is the turn's, no new object needed
+            result.usage = response.usage if result.model_calls == 1 else result.usage + response.usage
             reply = response.message
             messages.append(reply)
             if reply.tool_calls or response.tool_call_errors:

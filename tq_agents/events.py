@@ -115,7 +115,11 @@ class NodeStarted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class ModelCallStarted(Event):
-    """Model call ``index`` of a turn was sent. ``request_hash`` identifies the request for replay."""
+    """Model call ``index`` of a turn was sent. ``request_hash`` identifies the request for replay.
+
+    Not emitted by the scheduler since the hot-path rework: ``ModelCallFinished`` carries the same facts
+    (``request_hash``, ``prompt_messages``; the call began at ``ts - duration_s``), one event per call instead
+    of two. Kept so that logs written before still load (``RunRecord`` reads hashes from either)."""
 
     node: str
     turn_id: str
@@ -126,7 +130,8 @@ class ModelCallStarted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class ModelCallFinished(Event):
-    """A model call answered with ``response``."""
+    """Model call ``index`` of a turn answered with ``response`` after ``duration_s``. ``request_hash``
+    fingerprints the request (replay compares it), ``prompt_messages`` counts the request's messages."""
 
     node: str
     turn_id: str
@@ -136,6 +141,8 @@ class ModelCallFinished(Event):
     completion_tokens: int = 0
     duration_s: float = 0.0
     tokens_per_s: float = 0.0
+    request_hash: str = ""
+    prompt_messages: int = 0
 
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:

@@ -17,6 +17,8 @@ time. Budgets (``max_turns``, ``max_tokens``, ``deadline_s``) and cancellation e
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
 import uuid
 from collections import deque
@@ -42,7 +44,7 @@ from tq_agents.events import (
 )
 from tq_agents.messages import Message, TextMessage, UserInput, _new_id
 from tq_agents.models.base import ChatModel, Usage
-from tq_agents.store import RunStore, open_store
+from tq_agents.store import RunStore, _dumps, open_store
 
 if TYPE_CHECKING:
     from tq_agents._replay import ReplaySource
@@ -142,6 +144,7 @@ class Run:
         self._done: asyncio.Future[RunResult] = self._loop.create_future()
         self._result: RunResult | None = None
         self._unsubscribe = store.subscribe(run_id, self._on_durable)
+        self._append = store.append_json
         if self.model is None:
             for name, node in self._nodes.items():
                 agent = node.spec.agent
@@ -190,7 +193,8 @@ class Run:
             wake.set_result(None)
 
     def _emit(self, ev: Event) -> None:
-        ev.seq = self.store.append(self.run_id, ev.kind, ev.payload())
+        # encoded once, here (a snapshot: later changes to a message cannot alter what was logged)
+        ev.seq = self._append(self.run_id, ev.kind, _dumps(ev.payload()), ev.ts)
         self._events.append(ev)
 
     def _begin(self, input_msg: Message) -> None:
@@ -600,9 +604,16 @@ class Run:
         return list(inflight.values())
 
 
+_run_ids: list[Any] = [None, "", None]  # pid, random per-process prefix, counter
+
+
 def _new_run_id() -> str:
-    """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes."""
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:10]
+    """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes (a random per-process
+    prefix from ``uuid4`` and a counter: one uuid per process, not per run)."""
+    pid = os.getpid()
+    if _run_ids[0] != pid:
+        _run_ids[:] = [pid, uuid.uuid4().hex[:8], itertools.count()]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{_run_ids[1]}{next(_run_ids[2]):04x}"
 
 
 def start_run(

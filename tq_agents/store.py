@@ -2,9 +2,10 @@
 
 Both implement the ``RunStore`` ABC and pass the same conformance suite (``tests/core/test_store.py``).
 
-* ``append(run_id, kind, payload)`` is generic: the scheduler appends its events, and backends may append
-  their own records (e.g. ``kind="backend.model_call"``). It returns the event's ``seq`` at once; the event
-  is *buffered* and becomes durable at the next ``flush()``.
+* ``append(run_id, kind, payload)`` is generic: backends may append their own records (e.g.
+  ``kind="backend.model_call"``). It returns the event's ``seq`` at once; the event is *buffered* and becomes
+  durable at the next ``flush()``. The scheduler appends its events through ``append_json`` (the payload
+  encoded once, by the event itself); ``append`` ends there too.
 * Group commit: the SQLite store flushes every buffered event in one transaction, at the latest
   ``commit_interval_s`` after the first buffered append (when an event loop runs), or on ``flush()``.
 * ``subscribe(run_id, callback)``: ``callback(seq)`` is called after each commit with the highest durable
@@ -129,11 +130,16 @@ class RunStore(abc.ABC):
             self._next_seq[run_id] = 1
             self._schedule_flush()
 
-    def append(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> int:
-        """Append one event to ``run_id``'s log; returns its ``seq`` (1, 2, ...). Durable after ``flush()``."""
+    def append(self, run_id: str, kind: str, payload: Mapping[str, Any], *, ts: float | None = None) -> int:
+        """Append one event to ``run_id``'s log; returns its ``seq`` (1, 2, ...). Durable after ``flush()``.
+        ``ts`` (epoch seconds) defaults to now."""
         if "\n" in kind:
             raise _bad_kind(kind)
-        data = _dumps(payload)
+        return self.append_json(run_id, kind, _dumps(payload), time.time() if ts is None else ts)
+
+    def append_json(self, run_id: str, kind: str, data: str, ts: float) -> int:
+        """``append`` for a payload already serialised as one line of compact JSON (the scheduler's fast
+        path: each event is encoded once, by the caller). ``kind`` must be a one-line name."""
         with self._lock:
             seq = self._next_seq.get(run_id)
             if seq is None:
@@ -142,8 +148,9 @@ class RunStore(abc.ABC):
                     raise RunNotFoundError(f"run {run_id!r} not found in the store", hint="create_run() it first")
                 seq = top + 1
             self._next_seq[run_id] = seq + 1
-            self._buffer.append((run_id, seq, time.time(), kind, data))
-            self._schedule_flush()
+            self._buffer.append((run_id, seq, ts, kind, data))
+            if self._flush_handle is None:
+                self._schedule_flush()
             return seq
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -249,11 +256,8 @@ class MemoryRunStore(RunStore):
     def _schedule_flush(self) -> None:
         self.flush()
 
-    def append(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> int:
+    def append_json(self, run_id: str, kind: str, data: str, ts: float) -> int:
         """Append and make durable at once (memory is as durable as this store gets)."""
-        if "\n" in kind:
-            raise _bad_kind(kind)
-        data = _dumps(payload)
         with self._lock:
             if self._new_runs:
                 self.flush()
@@ -261,7 +265,7 @@ class MemoryRunStore(RunStore):
             if evs is None:
                 raise RunNotFoundError(f"run {run_id!r} not found in the store", hint="create_run() it first")
             seq = evs[-1][0] + 1 if evs else 1
-            evs.append((seq, time.time(), kind, data))
+            evs.append((seq, ts, kind, data))
             for cb in self._subs.get(run_id, ()):
                 cb(seq)
             return seq
@@ -318,14 +322,31 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 def _segments(events: list[tuple[str, int, float, str, str]]) -> list[tuple[str, int, int, str, bytes, str]]:
     """Group a commit's events into one row per run (consecutive seqs): kinds joined by newlines, the
     timestamps as packed doubles, the JSON payloads joined by newlines (compact JSON has no raw newline)."""
+    run0 = events[0][0]
+    for ev in events:
+        if ev[0] != run0:
+            break
+    else:  # the common case: one run per commit
+        return [_segment(run0, events)]
     by_run: dict[str, list[tuple[str, int, float, str, str]]] = {}
     for ev in events:
         by_run.setdefault(ev[0], []).append(ev)
-    rows = []
-    for run_id, evs in by_run.items():
-        _, seqs, times, kinds, datas = zip(*evs, strict=True)
-        rows.append((run_id, seqs[0], seqs[-1], "\n".join(kinds), array("d", times).tobytes(), "\n".join(datas)))
-    return rows
+    return [_segment(run_id, evs) for run_id, evs in by_run.items()]
+
+
+def _segment(run_id: str, evs: list[tuple[str, int, float, str, str]]) -> tuple[str, int, int, str, bytes, str]:
+    return (
+        run_id,
+        evs[0][1],
+        evs[-1][1],
+        "\n".join([e[3] for e in evs]),
+        array("d", [e[2] for e in evs]).tobytes(),
+        "\n".join([e[4] for e in evs]),
+    )
+
+
+_INSERT_RUN = "INSERT INTO runs VALUES (?,?,?,?,?,?)"
+_INSERT_SEGMENT = "INSERT INTO event_segments VALUES (?,?,?,?,?,?)"
 
 
 class SQLiteRunStore(RunStore):
@@ -371,9 +392,16 @@ class SQLiteRunStore(RunStore):
                 for r in runs:  # a run created and finished within one commit is written once
                     status, updated = statuses.pop(r.run_id, (r.status, r.updated_at))
                     rows.append((r.run_id, r.workflow, status, r.created_at, updated, _dumps(r.meta)))
-                db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?)", rows)
+                if len(rows) == 1:
+                    db.execute(_INSERT_RUN, rows[0])
+                else:
+                    db.executemany(_INSERT_RUN, rows)
             if events:
-                db.executemany("INSERT INTO event_segments VALUES (?,?,?,?,?,?)", _segments(events))
+                segs = _segments(events)
+                if len(segs) == 1:
+                    db.execute(_INSERT_SEGMENT, segs[0])
+                else:
+                    db.executemany(_INSERT_SEGMENT, segs)
             if statuses:
                 db.executemany(
                     "UPDATE runs SET status=?, updated_at=? WHERE run_id=?",

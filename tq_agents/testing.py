@@ -57,6 +57,7 @@ def _prompt_tokens(request: ChatRequest) -> int:
 
 
 _NOT_CALLABLE_STEPS = (ToolCall, Message, BaseException)
+_validate_response = ChatResponse.model_validate
 
 
 class ScriptedModel:
@@ -129,11 +130,13 @@ class ScriptedModel:
         return self._response(request, step)
 
     def _response(self, request: ChatRequest, step: Step) -> ChatResponse:
-        if type(step) is str:  # the common case first
-            return ChatResponse(
-                message=ChatMessage(role="assistant", content=step),
-                usage=Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=_tokens(step)),
-                model=self._name,
+        if type(step) is str:  # the common case first: one validation call builds the nested objects
+            return _validate_response(
+                {
+                    "message": {"role": "assistant", "content": step},
+                    "usage": {"prompt_tokens": _prompt_tokens(request), "completion_tokens": _tokens(step)},
+                    "model": self._name,
+                }
             )
         prompt = _prompt_tokens(request)
         if isinstance(step, ChatResponse):
