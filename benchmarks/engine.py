@@ -309,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.shape, a.prefix, a.task, a.followup, a.rounds, a.new = "tiny", 160, 24, 8, 2, 8
     logging.basicConfig(level=logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
     import torch
     from transformers import AutoModelForCausalLM

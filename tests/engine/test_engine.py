@@ -257,3 +257,25 @@ def test_qwen3_batched_equals_hf(tiny_model_qwen3, rand_prompt):
     with Engine(tiny_model_qwen3, max_batch_size=3, prefill_chunk=16) as eng:
         got = [r.token_ids for r in _run([eng.submit(p, SamplingParams(max_new_tokens=8)) for p in prompts])]
     assert got == [_hf_greedy(tiny_model_qwen3, p, 8) for p in prompts]
+
+
+def test_long_prefill_does_not_stall_running_decodes(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=2, prefill_chunk=16)
+    running = eng.submit(rand_prompt(5, seed=95), SamplingParams(max_new_tokens=100_000))
+    next(iter(running.iter_tokens()))
+    before = len(running._tokens)
+    long = eng.submit(rand_prompt(200, seed=96), SamplingParams(max_new_tokens=1))  # 13 chunks of 16
+    assert long.wait(60).finish_reason == "length"
+    during = len(running._tokens) - before
+    running.cancel()
+    assert running.wait(30).finish_reason == "cancelled"
+    assert during >= 12  # a decode step ran after every prefill chunk
+
+
+def test_prefill_only_request_warms_the_cache(make_engine, rand_prompt):
+    eng = make_engine()
+    system = rand_prompt(80, seed=97)
+    warm = eng.submit(system, SamplingParams(max_new_tokens=0)).wait(60)
+    assert warm.finish_reason == "length" and warm.token_ids == []
+    hit = eng.submit(system + rand_prompt(5, seed=98), SamplingParams(max_new_tokens=3)).wait(60)
+    assert hit.cached_prompt_tokens == 80

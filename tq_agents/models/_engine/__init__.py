@@ -8,6 +8,21 @@ Public API (see the contract in the package docs)::
     result = await handle.result()                             # GenerationResult
 
 Importing this package imports torch (it is only imported lazily by ``LocalQwen``).
+
+Design notes (numbers: 2-core AMD EPYC with AVX-512 VNNI/BF16, Qwen2.5-0.5B shape, random weights, machine
+shared with other jobs, so absolute figures are noisy; ratios were measured within one run):
+
+* Continuous batching is our own, not transformers' ``generate_batch``/``ContinuousBatchingManager``. Measured
+  back to back on 4 requests x 300 prompt tokens x 32 new tokens (fp32): transformers 5.23 ``generate_batch``
+  27.4 s, this engine 20.4 s. Beyond speed, the transformers manager is a batch API with its own thread and
+  paged cache; it has no priority admission, no cross-request token-level prefix cache with a byte budget, and
+  no per-request hook with our ``TokenConstraint`` protocol; its CPU path warns about missing psutil and
+  memory sizing. Our loop keeps the plain transformers model and feeds it a duck-typed cache (``SlotKV``) with
+  per-row positions and an explicit attention mask, so any transformers Qwen2/Qwen3 model runs unchanged.
+* Prefix cache: longest-common-prefix index over token ids (``PrefixCache``), LRU eviction under a byte budget,
+  reuse by copying the cached KV into the request's slot; Qwen3's history rewrite simply matches less.
+* Precision: ``int8`` (x86 dynamic-quantized linears) is the default because it was fastest for both prefill
+  and decode here; see ``_loader.DEFAULT_DTYPE`` and ``benchmarks/engine.py``.
 """
 
 from tq_agents.models._engine._engine import Engine
