@@ -21,9 +21,11 @@ is written by llguidance straight into a preallocated buffer, unpacked with nump
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ __all__ = [
     "bound_schema",
     "json_output_grammar",
     "tool_call_grammar",
+    "xml_tool_call_grammar",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,7 @@ def bound_schema(schema: Mapping[str, Any], string_cap: int, limits: GrammarLimi
             rest = {k: v for k, v in s.items() if k != "type"}
             return walk({"anyOf": [{**rest, "type": t} for t in types]})
         if not types and not any(k in s for k in ("anyOf", "oneOf", "allOf", "$ref", "enum", "const", "properties")):
-            return {**{k: v for k, v in s.items() if k in ("title", "description")}, **_ANY_SCALAR}
+            return {**{k: v for k, v in s.items() if k in ("title", "description")}, **walk(_ANY_SCALAR)}
         t = types[0] if types else ("object" if "properties" in s else None)
         if t == "string" and "enum" not in s and "const" not in s:
             s["maxLength"] = min(int(s.get("maxLength", string_cap)), string_cap)
@@ -113,15 +116,18 @@ def bound_schema(schema: Mapping[str, Any], string_cap: int, limits: GrammarLimi
             s["maxItems"] = min(int(s.get("maxItems", limits.max_array_items)), limits.max_array_items)
             if int(s.get("minItems", 0)) > s["maxItems"]:
                 s["maxItems"] = int(s["minItems"])
-            s["items"] = walk(s["items"]) if isinstance(s.get("items"), Mapping) else _ANY_SCALAR
+            s["items"] = walk(s["items"] if isinstance(s.get("items"), Mapping) else _ANY_SCALAR)
         elif t == "object":
             extra = s.get("additionalProperties")
             if isinstance(extra, Mapping) and extra:
-                s["additionalProperties"] = walk(extra)
+                # keys of a map are bounded through patternProperties (llguidance has no propertyNames)
+                s.setdefault("patternProperties", {})[f"^.{{0,{string_cap}}}$"] = walk(extra)
+                s["additionalProperties"] = False
                 s["maxProperties"] = min(int(s.get("maxProperties", limits.max_array_items)), limits.max_array_items)
             elif "properties" in s or extra in (None, True, {}):
-                if "properties" not in s and extra in (True, {}):  # a free-form map: bounded scalar values
-                    s["additionalProperties"] = _ANY_SCALAR
+                if "properties" not in s and extra in (None, True, {}):  # a free-form map: bounded scalars
+                    s["patternProperties"] = {f"^.{{0,{string_cap}}}$": walk(_ANY_SCALAR)}
+                    s["additionalProperties"] = False
                     s["maxProperties"] = limits.max_array_items
                 else:
                     s["additionalProperties"] = False
@@ -151,7 +157,10 @@ def _cost(schema: Any, defs: Mapping[str, Any], string_cap: int, limits: Grammar
     if t == "string":
         return min(int(schema.get("maxLength", string_cap)), string_cap) + 2
     if t in ("integer", "number"):
-        return 24
+        lo = abs(float(schema.get("minimum", -_INT_ABS_MAX)))
+        hi = abs(float(schema.get("maximum", _INT_ABS_MAX)))
+        digits = len(str(int(min(max(lo, hi), _INT_ABS_MAX))))
+        return digits + 2 + (6 if t == "number" else 0)  # sign, digits, ".dddd" (Qwen: one token per digit)
     if t in ("boolean", "null"):
         return 2
     if t == "array":
@@ -163,9 +172,19 @@ def _cost(schema: Any, defs: Mapping[str, Any], string_cap: int, limits: Grammar
             total += len(key) // 2 + 4 + _cost(sub, defs, string_cap, limits, depth + 1)
         extra = schema.get("additionalProperties")
         if isinstance(extra, Mapping) or extra is True or "properties" not in schema:
-            total += limits.max_array_items * (string_cap + 6 + max(string_cap, 24))
+            value = _cost(extra, defs, string_cap, limits, depth + 1) if isinstance(extra, Mapping) and extra else 0
+            total += limits.max_array_items * (string_cap + 6 + max(value, string_cap + 2, 24))
         return total
     return max(string_cap, 24) + 2
+
+
+def _fit(schema: Mapping[str, Any], budget: int, limits: GrammarLimits) -> tuple[int, GrammarLimits]:
+    """(string cap, limits) that fit ``schema`` in ``budget`` tokens: arrays/maps shrink (to their minItems at
+    least) before strings fall to ``min_string_chars``."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    while limits.max_array_items > 1 and _cost(schema, defs, limits.min_string_chars, limits) > budget:
+        limits = dataclasses.replace(limits, max_array_items=limits.max_array_items // 2)
+    return _string_cap(schema, budget, limits), limits
 
 
 def _string_cap(schema: Mapping[str, Any], budget: int, limits: GrammarLimits) -> int:
@@ -229,7 +248,7 @@ def tool_call_grammar(
     # fewer calls when a single call would not fit with a useful string cap
     while max_calls > 1:
         per_call = budget // max_calls
-        if all(_string_cap(_args_schema(f), per_call - 24 - len(f["name"]), limits) > 32 for f in funcs):
+        if all(_fit(_args_schema(f), per_call - 24 - len(f["name"]), limits)[0] > 32 for f in funcs):
             break
         max_calls -= 1
     per_call = budget // max_calls
@@ -238,8 +257,8 @@ def tool_call_grammar(
     bodies = []
     for i, f in enumerate(funcs):
         params = _args_schema(f)
-        cap = _string_cap(params, per_call - 24 - len(f["name"]), limits)
-        bounded = bound_schema(params, cap, limits)
+        cap, lim = _fit(params, per_call - 24 - len(f["name"]), limits)
+        bounded = bound_schema(params, cap, lim)
         head = _lit('\n{"name": ' + json.dumps(f["name"], ensure_ascii=False) + ', "arguments": ')
         lines.append(f"body{i}: {head} args{i} {_lit('}' + chr(10))} <[{close_id}]>")
         lines.append(f"args{i}: {_json_rule(bounded)}")
@@ -251,12 +270,85 @@ def tool_call_grammar(
     if lazy:
         start = f"start: body {more}"
     elif alt_schema is not None:
-        cap = _string_cap(alt_schema, budget, limits)
-        lines.append(f"value: {_json_rule(bound_schema(alt_schema, cap, limits))}")
+        cap, lim = _fit(alt_schema, budget, limits)
+        lines.append(f"value: {_json_rule(bound_schema(alt_schema, cap, lim))}")
         start = f"start: {prefix}(call {more} | value)"
     else:
         start = f"start: {prefix}call {more}"
     return "%llguidance {}\n" + start.rstrip() + "\n" + "\n".join(lines) + "\n" + think_rules
+
+
+def _xml_value(
+    name: str, schema: Any, defs: Mapping[str, Any], cap: int, limits: GrammarLimits
+) -> tuple[str, str | None]:
+    """(grammar expression, terminal definition or None) for one Qwen3-Coder parameter value *including* its
+    ``</parameter>`` terminator. A string value and its terminator form one lexeme, so the value may hold
+    newlines without the lexer ending it early."""
+    end = _lit("\n</parameter>\n")
+    if isinstance(schema, Mapping) and "$ref" in schema:
+        schema = defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+    if not isinstance(schema, Mapping):
+        schema = {}
+    alts = [a for a in schema.get("anyOf", schema.get("oneOf", [])) if isinstance(a, Mapping)]
+    non_null = [a for a in alts if a.get("type") != "null"]
+    if alts and len(non_null) == 1:
+        schema = non_null[0]
+    if "enum" in schema or "const" in schema:
+        values = schema.get("enum", [schema.get("const")])
+        texts = [v if isinstance(v, str) else json.dumps(v) for v in values]
+        return "(" + " | ".join(_lit(t) for t in texts) + ") " + end, None
+    types = _types(schema)
+    if types == ["string"] or not (types or alts):
+        n = min(int(schema.get("maxLength", cap)), cap)
+        term = "XV_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        return term, f"{term}: /(?s:[^<]|<[^\\/<]){{0,{n}}}\\n<\\/parameter>\\n/"
+    bounded = bound_schema({**schema, "$defs": dict(defs)} if defs else schema, cap, limits)
+    return _json_rule(bounded) + " " + end, None
+
+
+def xml_tool_call_grammar(
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    choice: str = "required",
+    limits: GrammarLimits = GrammarLimits(),
+    tool_call_ids: tuple[int, int] = (151657, 151658),
+    lazy: bool = False,
+) -> str:
+    """Lark grammar for Qwen3-Coder calls: ``<tool_call>\n<function=NAME>\n<parameter=P>\nvalue\n</parameter>\n
+    ...</function>\n</tool_call>``; values are plain text typed by the schema (strings may not contain ``</``)."""
+    funcs = [t.get("function", t) for t in tools]
+    if choice not in ("required", "auto"):
+        funcs = [f for f in funcs if f.get("name") == choice]
+    if not funcs:
+        raise ModelRequestError(f"tool_choice {choice!r} matches none of the request's tools")
+    max_calls = 1 if choice not in ("required", "auto") else max(1, limits.max_calls)
+    budget = max(32, limits.max_tokens - 8)
+    while max_calls > 1 and budget // max_calls < 96:
+        max_calls -= 1
+    per_call = budget // max_calls
+    open_id, close_id = tool_call_ids
+    lines, bodies, terms = [], [], []
+    for i, f in enumerate(funcs):
+        params = _args_schema(f)
+        defs = {**params.get("definitions", {}), **params.get("$defs", {})}
+        cap, lim = _fit(params, per_call - 24 - len(f["name"]), limits)
+        required = set(params.get("required", []))
+        parts = []
+        for j, (pname, psch) in enumerate((params.get("properties") or {}).items()):
+            rule = f"p{i}_{j}"
+            value, term = _xml_value(f"{i}_{j}", psch, defs, cap, lim)
+            if term is not None:
+                terms.append(term)
+            lines.append(f"{rule}: {_lit('<parameter=' + pname + '>' + chr(10))} {value}")
+            parts.append(rule if pname in required else f"{rule}?")
+        head = _lit("\n<function=" + f["name"] + ">\n")
+        lines.append(f"body{i}: {head} {' '.join(parts)} {_lit('</function>' + chr(10))} <[{close_id}]>")
+        bodies.append(f"body{i}")
+    lines.append("body: " + " | ".join(bodies))
+    lines.append(f"call: <[{open_id}]> body")
+    more = f'("\\n" call){{0,{max_calls - 1}}}' if max_calls > 1 else ""
+    start = f"start: body {more}" if lazy else f"start: call {more}"
+    return "%llguidance {}\n" + start.rstrip() + "\n" + "\n".join(lines + terms) + "\n"
 
 
 def _args_schema(func: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,9 +366,9 @@ def json_output_grammar(
 ) -> str:
     """Lark grammar for one JSON value of ``schema`` (bounded to finish within ``limits.max_tokens``)."""
     reserve = limits.think_chars + 4 if think_ids else 4
-    cap = _string_cap(schema, max(16, limits.max_tokens - reserve), limits)
+    cap, lim = _fit(schema, max(16, limits.max_tokens - reserve), limits)
     prefix, think_rules = _think_prefix(limits, think_ids)
-    return f"%llguidance {{}}\nstart: {prefix}value\nvalue: {_json_rule(bound_schema(schema, cap, limits))}\n" + (
+    return f"%llguidance {{}}\nstart: {prefix}value\nvalue: {_json_rule(bound_schema(schema, cap, lim))}\n" + (
         think_rules
     )
 
@@ -483,10 +575,19 @@ class GrammarCompiler:
         choice: str,
         limits: GrammarLimits,
         alt_schema: Mapping[str, Any] | None = None,
+        xml: bool = False,
     ) -> tuple[str, LLGuidanceConstraint | LazyToolCallConstraint]:
         """(grammar text, constraint) for a tool choice: ``required``, a tool name, or ``auto`` (lazy; with
         ``alt_schema``: calls or one JSON value of that schema)."""
         think = self.think_ids if limits.think_chars > 0 else None
+        if xml:  # Qwen3-Coder: XML calls (no thinking, no JSON alternative)
+            grammar = xml_tool_call_grammar(
+                tools, choice=choice, limits=limits, tool_call_ids=self.tool_call_ids, lazy=choice == "auto"
+            )
+            if choice == "auto":
+                self.matcher(grammar)
+                return grammar, LazyToolCallConstraint(lambda: self.constraint(grammar), self.tool_call_ids[0])
+            return grammar, self.constraint(grammar)
         if choice == "auto" and alt_schema is not None:
             ids = self.tool_call_ids
             grammar = tool_call_grammar(

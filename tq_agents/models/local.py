@@ -250,15 +250,14 @@ class LocalQwen:
         if choice != "auto" and choice != "none" and not request.tools:
             raise ModelRequestError(f"tool_choice {choice!r} needs tools in the request, but none were given")
         mode = "free"
-        if self.constrain and not (self.family == "qwen3-coder" and request.tools and choice != "none"):
+        xml = self.family == "qwen3-coder"  # XML calls: <function=NAME><parameter=P>value</parameter>
+        if self.constrain:
             if request.tools and choice not in ("auto", "none"):
                 mode = "calls"
             elif schema is not None and (choice == "none" or not request.tools):
                 mode = "json"
             elif request.tools and choice == "auto":
-                mode = "lazy_calls" if schema is None else "calls_or_json"
-        elif self.constrain and request.tools and choice != "none":
-            log.warning("no grammar for the Qwen3-Coder XML call format yet: decoding tool calls unconstrained")
+                mode = "lazy_calls" if schema is None or xml else "calls_or_json"
         thinking = request.enable_thinking
         if self.family != "qwen2.5" and mode in ("calls", "json", "calls_or_json") and thinking is None:
             thinking = False  # constrained turns answer directly unless thinking is asked for
@@ -268,11 +267,11 @@ class LocalQwen:
         limits = GrammarLimits(max_tokens=max_new, max_calls=self.max_calls, think_chars=think_chars)
         constraint, grammar = None, None
         if mode == "calls":
-            grammar, constraint = self._compiler().tool_calls(request.tools, choice, limits)
+            grammar, constraint = self._compiler().tool_calls(request.tools, choice, limits, xml=xml)
         elif mode == "json":
             grammar, constraint = self._compiler().json_output(schema, limits)
         elif mode == "lazy_calls":
-            grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits)
+            grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits, xml=xml)
         elif mode == "calls_or_json":
             grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits, alt_schema=schema)
         if constraint is None and choice == "none" and request.tools and isinstance(self._tool_open, int):
@@ -346,13 +345,16 @@ class LocalQwen:
         raw = tok.decode(completion_ids, skip_special_tokens=False)
         if stopped_by_string:
             raw = emitted
-        yield StreamDelta(response=self._response(request, raw, result, stopped_by_string))
+        opened_think = prep.text.rstrip().endswith("<think>")  # thinking templates that open the reasoning
+        yield StreamDelta(response=self._response(request, raw, result, stopped_by_string, opened_think))
 
-    def _response(self, request: ChatRequest, raw: str, result: Any, stopped_by_string: bool) -> ChatResponse:
+    def _response(
+        self, request: ChatRequest, raw: str, result: Any, stopped_by_string: bool, opened_think: bool = False
+    ) -> ChatResponse:
         from tq_agents.models.qwen import parse
 
         tools = request.tools if request.tools and request.tool_choice != "none" else None
-        parsed = parse(raw, family=self.family, tools=tools)
+        parsed = parse(raw, family=self.family, tools=tools, prompt_opened_think=opened_think)
         finish = result.finish_reason
         if stopped_by_string and finish == "cancelled":
             finish = "stop"

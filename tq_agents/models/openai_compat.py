@@ -241,7 +241,12 @@ class OpenAICompatible:
     # ------------------------------------------------------------------ raw mode
     def render(self, request: ChatRequest) -> tuple[str, str | None]:
         """(prompt text, grammar or None) for ``raw`` mode."""
-        from tq_agents.models._grammar import GrammarLimits, json_output_grammar, tool_call_grammar
+        from tq_agents.models._grammar import (
+            GrammarLimits,
+            json_output_grammar,
+            tool_call_grammar,
+            xml_tool_call_grammar,
+        )
         from tq_agents.models.qwen import render
 
         choice = request.tool_choice or "auto"
@@ -252,12 +257,14 @@ class OpenAICompatible:
         grammar = None
         max_tokens = request.max_tokens or self.max_tokens
         limits = GrammarLimits(max_tokens=max_tokens)
-        if self.grammar_param and self.family != "qwen3-coder":
-            if request.tools and choice not in ("auto", "none"):
+        if self.grammar_param:
+            if request.tools and choice not in ("auto", "none") and self.family == "qwen3-coder":
+                grammar = xml_tool_call_grammar(request.tools, choice=choice, limits=limits)
+            elif request.tools and choice not in ("auto", "none"):
                 grammar = tool_call_grammar(request.tools, choice=choice, limits=limits)
             elif schema is not None and (choice == "none" or not request.tools):
                 grammar = json_output_grammar(schema, limits=limits)
-            elif schema is not None and request.tools:
+            elif schema is not None and request.tools and self.family != "qwen3-coder":
                 grammar = tool_call_grammar(request.tools, choice="auto", limits=limits, alt_schema=schema)
         thinking = request.enable_thinking
         if grammar is not None and self.family != "qwen2.5" and thinking is None:
