@@ -409,17 +409,24 @@ class Workflow:
             max_tokens: Stop (status ``max_tokens``) once prompt + completion tokens reach this.
             deadline_s: Stop (status ``deadline``) after this many seconds, cancelling running turns.
             options: ``retry=RetryPolicy(...)``, ``run_id=...``.
+
+        The first turn runs in the awaiting task itself (no extra task); cancelling that task cancels the run
+        (status ``cancelled``, resumable) and raises ``CancelledError``.
         """
-        run = self.start(
+        from tq_agents.scheduler import start_run
+
+        run = start_run(
+            self,
             input,
             store=store,
             model=model,
             max_turns=max_turns,
             max_tokens=max_tokens,
             deadline_s=deadline_s,
+            _inline=True,
             **options,
         )
-        return await run.result()
+        return await run._drive()
 
     def run_sync(self, input: str | Message, **options: Any) -> RunResult:
         """``run`` for code outside an event loop (``asyncio.run`` underneath)."""

@@ -131,6 +131,11 @@ class Run:
         self._running: dict[str, _Turn] = {}
         self._adopting = False
         self._adopted: tuple[_Node, _Turn] | None = None
+        # inline mode (``Workflow.run``): the first turn runs in the awaiting task itself (see ``_drive``)
+        self._inline = False
+        self._inline_turn: tuple[_Node, _Turn] | None = None
+        self._inline_task: asyncio.Task[Any] | None = None
+        self._own_cancel = False
         self._events: list[Event] = []
         self._durable = 0
         self._wake: asyncio.Future[None] | None = None
@@ -340,8 +345,49 @@ class Run:
             self._adopted = (node, turn)
             turn.task = asyncio.current_task()
             return
+        if self._inline:  # the first turn of a ``Workflow.run``: the awaiting task runs it (``_drive``)
+            self._inline = False
+            self._inline_turn = (node, turn)
+            return
         turn.task = self._loop.create_task(self._run_turn(node, turn))
         turn.task.add_done_callback(self._task_done)
+
+    async def _drive(self) -> RunResult:
+        """Run the inline turn (and the turns it adopts) in the calling task, then wait for the end.
+
+        Saves a task, its wake-ups and a shielded wait per run. Cancelling the calling task cancels the run
+        (status ``cancelled``; resumable) and re-raises ``CancelledError``."""
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            pending = self._inline_turn
+            if pending is not None:
+                self._inline_turn = None
+                node, turn = pending
+                turn.task = self._inline_task = task
+                try:
+                    if self._stop_status is not None or self._result is not None:
+                        self._end_turn(node, turn, adopt=False)  # stopped before it could start
+                    else:
+                        await self._run_turn(node, turn)
+                finally:
+                    self._inline_task = None
+                if task.cancelling():  # a cancel reached the turn: ours (a stop) or the caller's
+                    if not self._own_cancel:
+                        raise asyncio.CancelledError
+                    task.uncancel()
+                    self._own_cancel = False
+            if self._result is not None:
+                return self._result
+            return await asyncio.shield(self._done)
+        except asyncio.CancelledError:
+            self._stop("cancelled", "the task awaiting the run was cancelled")
+            raise
+
+    def _cancel(self, task: asyncio.Task[Any]) -> None:
+        if task is self._inline_task:
+            self._own_cancel = True
+        task.cancel()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A task cancelled before it could clean up (e.g. before its first step) releases its turns here."""
@@ -364,7 +410,7 @@ class Run:
         self._stop_status, self._stop_reason = "failed", reason
         for t in list(self._running.values()):
             if t.task is not None and t.task is not asyncio.current_task():
-                t.task.cancel()
+                self._cancel(t.task)
         self._running.clear()
         try:
             self._finish()
@@ -398,6 +444,8 @@ class Run:
             self._stop(s.status, s.reason)
             return self._end_turn(node, turn)
         except asyncio.CancelledError:
+            if self._stop_status is None:  # not cancelled by a stop of ours: the run's caller cancelled
+                self._stop("cancelled", f"the task running turn {turn.turn_id} was cancelled")
             self._end_turn(node, turn, adopt=False)
             return None
         except Exception as e:
@@ -507,7 +555,7 @@ class Run:
         if status in ("cancelled", "deadline", "failed"):
             for t in list(self._running.values()):
                 if t.task is not None and t.task is not asyncio.current_task():
-                    t.task.cancel()
+                    self._cancel(t.task)
         if not self._running:
             self._finish()
 
@@ -628,6 +676,7 @@ def start_run(
     retry: RetryPolicy | None = None,
     run_id: str | None = None,
     replay: ReplaySource | None = None,
+    _inline: bool = False,
 ) -> Run:
     """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
     ``None`` for an in-memory store. See ``Workflow.run`` for the budgets."""
@@ -652,6 +701,7 @@ def start_run(
     )
     run._fresh_id = run_id is None
     run._owns_store = not isinstance(store, RunStore)
+    run._inline = _inline
     run._begin(msg)
     run._go()
     return run

@@ -317,3 +317,39 @@ def test_broken_store_ends_run_with_failed_status() -> None:
 
     res = asyncio.run(go())
     assert res.status == "failed" and res.reason == "internal error: StoreError: disk full"  # type: ignore[attr-defined]
+
+
+def test_cancelling_the_awaiting_task_cancels_the_run() -> None:
+    """``await wf.run()`` runs its first turn in the awaiting task: cancelling that task ends the run as
+    ``cancelled`` in the log and raises ``CancelledError`` to the caller (no run left going unobserved)."""
+    from tq_agents import MemoryRunStore
+
+    store = MemoryRunStore()
+
+    async def go() -> None:
+        wf = chain(ScriptedModel(default=echo, latency=0.5))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(wf.run("go", store=store), 0.1)
+
+    asyncio.run(go())
+    [info] = store.list_runs()
+    assert info.status == "cancelled"
+    kinds = [e.kind for e in store.load_events(info.run_id)]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and "NodeFinished" not in kinds
+
+
+def test_deadline_inside_the_inline_turn_returns_a_status() -> None:
+    """The deadline cancels the inline turn (the caller's own task); the caller gets a result, not an error,
+    and its task is not left marked as cancelled."""
+
+    async def go() -> tuple[object, int]:
+        wf = chain(ScriptedModel(default=echo, latency=0.3))
+        res = await wf.run("go", deadline_s=0.05)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # would raise if a stale cancel were pending
+        return res, task.cancelling()
+
+    res, cancelling = asyncio.run(go())
+    assert res.status == "deadline" and res.turns == 1  # type: ignore[attr-defined]
+    assert cancelling == 0
