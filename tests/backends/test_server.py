@@ -208,3 +208,20 @@ def test_concurrent_clients_share_one_engine(tq_server):
     after = httpx.get(health).json()["engine"]
     assert after["requests"] - before["requests"] == 4
     assert after["max_batch"] >= 2  # the four requests were decoded together
+
+
+def test_client_disconnect_cancels_the_generation(tq_server):
+    import time
+
+    base, model_id = tq_server
+    health = base.removesuffix("/v1") + "/health"
+    before = httpx.get(health).json()["engine"]["cancelled"]
+    body = {"model": model_id, "messages": [{"role": "user", "content": "go on"}], "max_tokens": 4000, "stream": True}
+    with httpx.stream("POST", base + "/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: ") for line in got)
+    deadline = time.monotonic() + 30
+    while httpx.get(health).json()["engine"]["cancelled"] == before:
+        assert time.monotonic() < deadline, "the engine kept generating after the client left"
+        time.sleep(0.2)
