@@ -493,6 +493,16 @@ async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> A
                 handle.cancel()
                 raise
             yield _sse(payload("", "stop" if res.finish_reason != "length" else "length"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "prompt_tokens": res.prompt_tokens,
+                    "completion_tokens": len(res.token_ids),
+                    "total_tokens": res.prompt_tokens + len(res.token_ids),
+                    "prompt_tokens_details": {"cached_tokens": res.cached_prompt_tokens},
+                }
+                done = payload("", None, usage)
+                done["choices"] = []
+                yield _sse(done)
             yield _sse("[DONE]")
 
         return StreamingResponse(gen(), media_type="text/event-stream")

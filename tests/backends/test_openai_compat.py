@@ -110,3 +110,22 @@ async def test_errors_that_will_not_heal_fail_at_once(tq_server):
         await down.complete(req)
     assert down.attempts == 2
     await down.close()
+
+
+@pytest.mark.parametrize("mode", ["tools", "raw"])
+async def test_streaming_over_http(tq_server, mode):
+    base, model_id = tq_server
+    model = _model(base, model_id, mode)
+    try:
+        req = ChatRequest(messages=[ChatMessage(role="user", content="s")], max_tokens=12, temperature=1.0, seed=5)
+        deltas = [d async for d in model.stream(req)]
+        final = deltas[-1].response
+        assert final is not None and final.usage.completion_tokens == 12 and final.finish_reason == "length"
+        assert len(deltas) >= 4 and "".join(d.text for d in deltas) == final.raw_text
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+        calls_req = ChatRequest(messages=[ChatMessage(role="user", content="c")], tools=tools, tool_choice="required")
+        streamed = [d async for d in model.stream(calls_req)][-1].response
+        assert streamed.message.tool_calls and {c.name for c in streamed.message.tool_calls} == {"f"}
+        assert streamed.tool_call_errors == [] and streamed.finish_reason == "tool_calls"
+    finally:
+        await model.close()

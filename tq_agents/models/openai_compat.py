@@ -20,10 +20,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from tq_agents.errors import ConfigError, ModelError, ModelRequestError, ModelUnavailableError, TransientModelError
-from tq_agents.models.base import ChatMessage, ChatRequest, ChatResponse, MalformedToolCall, ToolCall, Usage
+from tq_agents.models.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    MalformedToolCall,
+    StreamDelta,
+    ToolCall,
+    Usage,
+)
 
 __all__ = ["OpenAICompatible", "guess_family"]
 
@@ -172,7 +181,7 @@ class OpenAICompatible:
             raise self._translate(e) from e
 
     # ------------------------------------------------------------------ tools mode
-    async def _tools_once(self, request: ChatRequest) -> ChatResponse:
+    def _tools_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": [_to_openai_message(m) for m in request.messages],
@@ -199,18 +208,23 @@ class OpenAICompatible:
             extra["priority"] = request.priority
         if extra:
             kwargs["extra_body"] = extra
-        completion = await self._call(self._client.chat.completions.create, **kwargs)
-        if not completion.choices:
-            raise TransientModelError(f"{self.base_url} returned no choices")
-        choice0 = completion.choices[0]
-        msg = choice0.message
+        return kwargs
+
+    def _tools_response(
+        self,
+        request: ChatRequest,
+        *,
+        content: str | None,
+        raw_calls: list[tuple[str | None, str | None, str]],
+        reasoning: str | None,
+        finish_reason: str | None,
+        usage: Any,
+        model: str | None,
+    ) -> ChatResponse:
         known = set(request.tool_names())
         calls: list[ToolCall] = []
         errors: list[MalformedToolCall] = []
-        for i, c in enumerate(msg.tool_calls or []):
-            fn = getattr(c, "function", None)
-            name = getattr(fn, "name", None)
-            raw_args = getattr(fn, "arguments", "") or ""
+        for i, (call_id, name, raw_args) in enumerate(raw_calls):
             raw = json.dumps({"name": name, "arguments": raw_args}, ensure_ascii=False)
             try:
                 args = json.loads(raw_args) if raw_args.strip() else {}
@@ -223,20 +237,110 @@ class OpenAICompatible:
                 reason = f"there is no tool named {name!r}; available: {', '.join(sorted(known))}"
                 errors.append(MalformedToolCall(index=i, raw=raw, name=name, reason=reason))
             else:
-                calls.append(ToolCall(id=c.id or f"call_{i}", name=str(name), arguments=args))
-        extra_fields = getattr(msg, "model_extra", None) or {}
-        reasoning = extra_fields.get("reasoning_content") or extra_fields.get("reasoning")
-        finish = _FINISH.get(choice0.finish_reason or "stop", "stop")
+                calls.append(ToolCall(id=call_id or f"call_{i}", name=str(name), arguments=args))
+        finish = _FINISH.get(finish_reason or "stop", "stop")
         if calls and finish == "stop":
             finish = "tool_calls"
         return ChatResponse(
-            message=ChatMessage(role="assistant", content=msg.content, tool_calls=calls, reasoning_content=reasoning),
+            message=ChatMessage(role="assistant", content=content, tool_calls=calls, reasoning_content=reasoning),
             finish_reason=finish,
-            usage=_usage(completion.usage),
-            model=completion.model or self.model,
-            raw_text=msg.content,
+            usage=_usage(usage),
+            model=model or self.model,
+            raw_text=content,
             tool_call_errors=errors,
         )
+
+    async def _tools_once(self, request: ChatRequest) -> ChatResponse:
+        completion = await self._call(self._client.chat.completions.create, **self._tools_kwargs(request))
+        if not completion.choices:
+            raise TransientModelError(f"{self.base_url} returned no choices")
+        choice0 = completion.choices[0]
+        msg = choice0.message
+        raw_calls = []
+        for c in msg.tool_calls or []:
+            fn = getattr(c, "function", None)
+            raw_calls.append((c.id, getattr(fn, "name", None), getattr(fn, "arguments", "") or ""))
+        extra_fields = getattr(msg, "model_extra", None) or {}
+        return self._tools_response(
+            request,
+            content=msg.content,
+            raw_calls=raw_calls,
+            reasoning=extra_fields.get("reasoning_content") or extra_fields.get("reasoning"),
+            finish_reason=choice0.finish_reason,
+            usage=completion.usage,
+            model=completion.model,
+        )
+
+    # ------------------------------------------------------------------ streaming
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        """Stream text deltas, then a last delta with the whole ``ChatResponse``. Transient failures before the
+        first chunk are retried like ``complete``; a failure mid-stream raises ``TransientModelError``."""
+        import openai
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+        if self.mode == "tools":
+            fn, kwargs = self._client.chat.completions.create, self._tools_kwargs(request)
+        else:
+            fn, (kwargs, _) = self._client.completions.create, self._raw_kwargs(request)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=self.backoff_initial, max=self.backoff_max),
+            retry=retry_if_exception_type(TransientModelError),
+            reraise=True,
+        )
+        stream: Any = None
+        async for attempt in retrying:
+            with attempt:
+                self.attempts += 1
+                stream = await self._call(fn, **kwargs)
+        text_parts: list[str] = []
+        reasoning_parts: list[str] = []
+        calls: dict[int, list[Any]] = {}
+        finish, usage, model = None, None, None
+        try:
+            async for chunk in stream:
+                model = chunk.model or model
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                if not chunk.choices:
+                    continue
+                ch = chunk.choices[0]
+                finish = ch.finish_reason or finish
+                if self.mode == "raw":
+                    piece = ch.text or ""
+                else:
+                    delta = ch.delta
+                    piece = delta.content or ""
+                    extra = getattr(delta, "model_extra", None) or {}
+                    reasoning_parts.append(extra.get("reasoning_content") or extra.get("reasoning") or "")
+                    for tc in delta.tool_calls or []:
+                        slot = calls.setdefault(tc.index, [None, None, ""])
+                        slot[0] = tc.id or slot[0]
+                        if tc.function is not None:
+                            slot[1] = tc.function.name or slot[1]
+                            slot[2] += tc.function.arguments or ""
+                if piece:
+                    text_parts.append(piece)
+                    yield StreamDelta(text=piece)
+        except openai.OpenAIError as e:
+            raise self._translate(e) from e
+        finally:
+            await stream.close()
+        text = "".join(text_parts)
+        if self.mode == "raw":
+            response = self._raw_response(request, text, finish, usage, model)
+        else:
+            response = self._tools_response(
+                request,
+                content=text or None,
+                raw_calls=[tuple(calls[i]) for i in sorted(calls)],
+                reasoning="".join(reasoning_parts) or None,
+                finish_reason=finish,
+                usage=usage,
+                model=model,
+            )
+        yield StreamDelta(response=response)
 
     # ------------------------------------------------------------------ raw mode
     def render(self, request: ChatRequest) -> tuple[str, str | None]:
@@ -282,9 +386,7 @@ class OpenAICompatible:
         )
         return prompt, grammar
 
-    async def _raw_once(self, request: ChatRequest) -> ChatResponse:
-        from tq_agents.models.qwen import parse
-
+    def _raw_kwargs(self, request: ChatRequest) -> tuple[dict[str, Any], str | None]:
         prompt, grammar = self.render(request)
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -306,13 +408,16 @@ class OpenAICompatible:
             extra["priority"] = request.priority
         if extra:
             kwargs["extra_body"] = extra
-        completion = await self._call(self._client.completions.create, **kwargs)
-        if not completion.choices:
-            raise TransientModelError(f"{self.base_url} returned no choices")
-        text = completion.choices[0].text or ""
+        return kwargs, grammar
+
+    def _raw_response(
+        self, request: ChatRequest, text: str, finish_reason: str | None, usage: Any, model: str | None
+    ) -> ChatResponse:
+        from tq_agents.models.qwen import parse
+
         tools = request.tools if request.tools and request.tool_choice != "none" else None
         parsed = parse(text, family=self.family, tools=tools)
-        finish = _FINISH.get(completion.choices[0].finish_reason or "stop", "stop")
+        finish = _FINISH.get(finish_reason or "stop", "stop")
         if parsed.tool_calls and finish == "stop":
             finish = "tool_calls"
         return ChatResponse(
@@ -323,10 +428,20 @@ class OpenAICompatible:
                 reasoning_content=parsed.reasoning,
             ),
             finish_reason=finish,
-            usage=_usage(completion.usage),
-            model=completion.model or self.model,
+            usage=_usage(usage),
+            model=model or self.model,
             raw_text=text,
             tool_call_errors=parsed.errors,
+        )
+
+    async def _raw_once(self, request: ChatRequest) -> ChatResponse:
+        kwargs, _ = self._raw_kwargs(request)
+        completion = await self._call(self._client.completions.create, **kwargs)
+        if not completion.choices:
+            raise TransientModelError(f"{self.base_url} returned no choices")
+        choice0 = completion.choices[0]
+        return self._raw_response(
+            request, choice0.text or "", choice0.finish_reason, completion.usage, completion.model
         )
 
 
