@@ -529,11 +529,14 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, dtype: str | No
 
     Raises ``ModelUnavailableError`` (before listening) when the model cannot be found or loaded.
     """
+    import sys
+
     import uvicorn
 
     from tq_agents.models.local import LocalQwen
 
     local = LocalQwen(model, dtype=dtype).load()
+    local._compiler()  # build the grammar compiler (vocabulary scan) now, not on the first constrained request
     app = create_app(local, model_id=model)
-    log.info("serving %s on http://%s:%d/v1", model, host, port)
+    sys.stderr.write(f"tq serve: {model} ({local.family}) on http://{host}:{port}/v1\n")
     uvicorn.run(app, host=host, port=port, log_level="warning")
