@@ -526,7 +526,7 @@ class GrammarCompiler:
     """Builds constraints for one tokenizer. Construction costs ~1 s (vocabulary scan): share instances
     with :meth:`for_tokenizer`."""
 
-    _cache: ClassVar[dict[tuple[int, int], GrammarCompiler]] = {}
+    _cache: ClassVar[dict[tuple[int, int], tuple[Any, GrammarCompiler]]] = {}  # value keeps the tokenizer alive
     _cache_lock = threading.Lock()
 
     def __init__(self, tokenizer_json: str, *, vocab_size: int, eos_id: int, special_ids: Mapping[str, int]) -> None:
@@ -546,7 +546,8 @@ class GrammarCompiler:
         """The shared compiler for a Hugging Face fast tokenizer (keyed by identity and vocab size)."""
         key = (id(hf_tokenizer), vocab_size)
         with cls._cache_lock:
-            hit = cls._cache.get(key)
+            entry = cls._cache.get(key)
+            hit = entry[1] if entry is not None else None
             if hit is None:
                 ids = {
                     t: hf_tokenizer.convert_tokens_to_ids(t)
@@ -555,7 +556,7 @@ class GrammarCompiler:
                 ids = {k: v for k, v in ids.items() if isinstance(v, int) and v != hf_tokenizer.unk_token_id}
                 eos = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
                 hit = cls(hf_tokenizer.backend_tokenizer.to_str(), vocab_size=vocab_size, eos_id=eos, special_ids=ids)
-                cls._cache[key] = hit
+                cls._cache[key] = (hf_tokenizer, hit)
             return hit
 
     def matcher(self, grammar: str) -> llguidance.LLMatcher:
