@@ -16,7 +16,6 @@ output; ``event_from_stored`` rebuilds the typed event from a stored row.
 from __future__ import annotations
 
 import json
-import operator
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -44,8 +43,17 @@ __all__ = [
 ]
 
 _EVENT_TYPES: dict[str, type[Event]] = {}
-_GETTERS: dict[type, tuple[tuple[str, ...], Any]] = {}
+_PAYLOAD_FNS: dict[type, Any] = {}
 _ENVELOPE = ("run_id", "seq", "ts")
+
+
+def _payload_fn(cls: type) -> Any:
+    """A compiled ``self -> {field: value}`` for ``cls``'s payload fields (one dict display, no loop)."""
+    names = [f.name for f in fields(cls) if f.name not in _ENVELOPE]
+    src = "def payload(self):\n    return {" + ", ".join(f"{n!r}: self.{n}" for n in names) + "}\n"
+    ns: dict[str, Any] = {}
+    exec(src, ns)  # source built from dataclass field names (identifiers)
+    return ns["payload"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -63,13 +71,11 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The fields other than run_id/seq/ts (what the store keeps as the payload)."""
-        getter = _GETTERS.get(type(self))
-        if getter is None:
-            names = tuple(f.name for f in fields(self) if f.name not in _ENVELOPE)
-            getter = _GETTERS[type(self)] = (names, operator.attrgetter(*names))
-        names, get = getter
-        values = get(self)
-        return dict(zip(names, values if len(names) > 1 else (values,), strict=True))
+        cls = type(self)
+        fn = _PAYLOAD_FNS.get(cls)
+        if fn is None:
+            fn = _PAYLOAD_FNS[cls] = _payload_fn(cls)
+        return fn(self)
 
     def to_json(self) -> str:
         """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
