@@ -7,9 +7,16 @@ checkpoints with the real Qwen tokenizer and the project's chat templates, built
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Library runs without ``store=`` are recorded in the per-user default SQLite store (``default_store_path()``,
+# overridden by ``$TQ_STORE``): point it at a throwaway file so the suite never writes into the real home.
+if not os.environ.get("TQ_STORE"):
+    os.environ["TQ_STORE"] = os.path.join(tempfile.mkdtemp(prefix="tq-test-store-"), "runs.sqlite")
 
 
 def _build(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:

@@ -402,8 +402,9 @@ class Workflow:
 
         Args:
             input: A string (becomes ``UserInput``) or a ``Message`` for the entry node(s).
-            store: A ``RunStore``, or a path to a SQLite file (opened and closed for this run), or ``None``
-                for an in-memory log (nothing survives the process; pass a path to be able to resume).
+            store: A ``RunStore``, or a path to a SQLite file (opened and closed for this run), or ``None`` for
+                the per-user default SQLite store (``default_store_path()``; ``$TQ_STORE`` overrides). Pass
+                ``MemoryRunStore()`` for an in-memory log (nothing survives the process).
             model: Default model for agents that have none (overrides the workflow's).
             max_turns: Stop (status ``max_turns``) before starting more than this many turns.
             max_tokens: Stop (status ``max_tokens``) once prompt + completion tokens reach this.

@@ -687,7 +687,8 @@ def start_run(
     _inline: bool = False,
 ) -> Run:
     """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
-    ``None`` for an in-memory store. See ``Workflow.run`` for the budgets."""
+    ``None`` for the per-user default SQLite store (``default_store_path()``). See ``Workflow.run`` for the
+    budgets."""
     workflow.validate()
     rid = run_id or _new_run_id()
     if isinstance(input, str):

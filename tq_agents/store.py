@@ -12,8 +12,14 @@ Both implement the ``RunStore`` ABC and pass the same conformance suite (``tests
   ``seq`` of that run; the scheduler's event stream releases events up to it, so an event reaches the caller
   only once it is durable.
 
-Durability: WAL with ``synchronous=NORMAL`` survives a killed process (the OS holds the written pages);
-pass ``synchronous="FULL"`` to also survive power loss.
+Default: ``open_store(None)`` (what ``Workflow.run`` uses without ``store=``) is a SQLite file at
+``default_store_path()`` (``$TQ_STORE``, else ``$TQ_HOME/runs.sqlite``, else ``~/.local/share/tq-agents/runs.sqlite``);
+``MemoryRunStore()`` (or ``":memory:"``) is the explicit in-process option.
+
+Durability: WAL with ``synchronous=NORMAL`` (the default) is *process-crash durable*: a committed event
+survives a killed process (SIGKILL, OOM), since the OS holds the written pages; a power loss or kernel crash
+may lose the last commits. ``SQLiteRunStore(path, synchronous="FULL")`` fsyncs every commit and also survives
+power loss, at the cost of one fsync per group commit.
 """
 
 from __future__ import annotations
@@ -462,19 +468,23 @@ class SQLiteRunStore(RunStore):
 
 
 def default_store_path() -> Path:
-    """The per-user default run store: ``$TQ_HOME/runs.sqlite``, else ``~/.local/share/tq-agents/runs.sqlite``
-    (``$XDG_DATA_HOME`` respected)."""
+    """The per-user default run store: ``$TQ_STORE`` (a file path) if set, else ``$TQ_HOME/runs.sqlite``, else
+    ``$XDG_DATA_HOME/tq-agents/runs.sqlite`` (``~/.local/share/tq-agents/runs.sqlite``)."""
+    env = os.environ.get("TQ_STORE")
+    if env:
+        return Path(env).expanduser()
     home = os.environ.get("TQ_HOME")
     if home:
-        return Path(home) / "runs.sqlite"
+        return Path(home).expanduser() / "runs.sqlite"
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "tq-agents" / "runs.sqlite"
 
 
 def open_store(store: RunStore | str | os.PathLike[str] | None) -> RunStore:
-    """A ``RunStore`` from an instance (as is), a path (SQLite; ``":memory:"`` → memory) or ``None`` (memory)."""
-    if store is None or (isinstance(store, str) and store == ":memory:"):
-        return MemoryRunStore()
+    """A ``RunStore`` from an instance (as is), a path (SQLite; ``":memory:"`` → ``MemoryRunStore``) or ``None``
+    (the per-user default SQLite store at ``default_store_path()``, so that every run can be resumed)."""
     if isinstance(store, RunStore):
         return store
-    return SQLiteRunStore(store)
+    if isinstance(store, str) and store == ":memory:":
+        return MemoryRunStore()
+    return SQLiteRunStore(default_store_path() if store is None else store)

@@ -129,8 +129,11 @@ def test_sqlite_group_commit_and_reopen(tmp_path: Path) -> None:
     assert len(again.load_events("r")) == 51
 
 
-def test_open_store(tmp_path: Path) -> None:
-    assert isinstance(open_store(None), MemoryRunStore)
+def test_open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TQ_STORE", str(tmp_path / "default" / "runs.sqlite"))
+    default = open_store(None)  # the per-user default: SQLite at default_store_path()
+    assert isinstance(default, SQLiteRunStore) and default.path == tmp_path / "default" / "runs.sqlite"
+    default.close()
     assert isinstance(open_store(":memory:"), MemoryRunStore)
     s = open_store(str(tmp_path / "x.sqlite"))
     assert isinstance(s, SQLiteRunStore) and open_store(s) is s
@@ -142,3 +145,34 @@ def test_kind_must_be_one_line(store: RunStore) -> None:
     store.create_run("r", workflow="w")
     with pytest.raises(StoreError, match="newline"):
         store.append("r", "a\nb", {})
+
+
+def test_default_store_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tq_agents import default_store_path
+
+    monkeypatch.setenv("TQ_STORE", str(tmp_path / "explicit.sqlite"))
+    monkeypatch.setenv("TQ_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_store_path() == tmp_path / "explicit.sqlite"
+    monkeypatch.delenv("TQ_STORE")
+    assert default_store_path() == tmp_path / "home" / "runs.sqlite"
+    monkeypatch.delenv("TQ_HOME")
+    assert default_store_path() == tmp_path / "xdg" / "tq-agents" / "runs.sqlite"
+
+
+def test_run_without_store_is_recorded_in_the_default_sqlite_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tq_agents import Agent, Workflow
+    from tq_agents.testing import ScriptedModel
+
+    path = tmp_path / "data" / "runs.sqlite"
+    monkeypatch.setenv("TQ_STORE", str(path))
+    wf = Workflow("default-store", model=ScriptedModel(default="ok"))
+    wf.add_node(Agent("a", "say ok"))
+    res = wf.run_sync("hi")
+    assert res.status == "completed" and path.is_file()
+    with SQLiteRunStore(path) as st:  # a second connection sees the committed run and its whole log
+        assert st.get_run(res.run_id).status == "completed"
+        kinds = [e.kind for e in st.load_events(res.run_id)]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and "MessageEmitted" in kinds
