@@ -171,3 +171,25 @@ async def test_local_qwen3_coder_constrained_xml_calls(tiny_checkpoint_qwen3_cod
         resp = await model.complete(req)
         assert "<function=note>" in resp.raw_text
         assert resp.tool_call_errors == [] and resp.message.tool_calls, resp.raw_text
+
+
+@pytest.mark.parametrize("free_tokens", [0, 40, 90])
+def test_auto_lazy_calls_fit_the_remaining_budget(compiler, free_tokens):
+    """Under tool_choice="auto" the call grammar starts at <tool_call> and is sized to the tokens left."""
+    from tq_agents.models.qwen import parse
+
+    tok, comp = compiler
+    budget = 160
+    for seed in range(4):
+        _, c = comp.tool_calls(TOOLS, "auto", GrammarLimits(max_tokens=budget))
+        free = tok.encode(" free text" * 40, add_special_tokens=False)[:free_tokens]
+        for t in free:
+            c.advance(t)
+        c.advance(151657)  # the model opens a call
+        rest = _run(c, seed, budget - len(free) - 1)
+        parsed = parse(tok.decode([*free, 151657, *rest]), family="qwen2.5", tools=TOOLS)
+        if free_tokens < 90:
+            assert c.is_finished(), tok.decode(rest)
+            assert parsed.errors == [] and parsed.tool_calls
+        elif not c.is_finished():  # 70 tokens cannot hold the smallest place_order call: a clean cut-off
+            assert parsed.tool_calls == [] and "cut off" in parsed.errors[0].reason

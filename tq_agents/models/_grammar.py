@@ -486,11 +486,17 @@ class LLGuidanceConstraint:
 
 
 class LazyToolCallConstraint:
-    """``tool_choice="auto"``: free text until the model emits ``<tool_call>``, then valid calls only."""
+    """``tool_choice="auto"``: free text until the model emits ``<tool_call>``, then valid calls only.
 
-    def __init__(self, make_inner: Any, trigger_id: int) -> None:
+    ``make_inner(remaining)`` builds the call grammar when the trigger arrives, sized to the tokens left in the
+    budget (``budget`` minus what was generated), so the calls still end within ``max_tokens``.
+    """
+
+    def __init__(self, make_inner: Any, trigger_id: int, budget: int) -> None:
         self._make = make_inner
         self._trigger = trigger_id
+        self._budget = budget
+        self._seen = 0
         self._inner: LLGuidanceConstraint | None = None
 
     def apply(self, logits: torch.Tensor) -> None:
@@ -498,10 +504,11 @@ class LazyToolCallConstraint:
             self._inner.apply(logits)
 
     def advance(self, token_id: int) -> None:
+        self._seen += 1
         if self._inner is not None:
             self._inner.advance(token_id)
         elif token_id == self._trigger:
-            self._inner = self._make()
+            self._inner = self._make(max(1, self._budget - self._seen))
 
     def is_finished(self) -> bool:
         return self._inner is not None and self._inner.is_finished()
@@ -587,7 +594,15 @@ class GrammarCompiler:
             )
             if choice == "auto":
                 self.matcher(grammar)
-                return grammar, LazyToolCallConstraint(lambda: self.constraint(grammar), self.tool_call_ids[0])
+
+                def make_xml(remaining: int) -> LLGuidanceConstraint:
+                    sized = dataclasses.replace(limits, max_tokens=remaining)
+                    ids = self.tool_call_ids
+                    return self.constraint(
+                        xml_tool_call_grammar(tools, choice="auto", limits=sized, tool_call_ids=ids, lazy=True)
+                    )
+
+                return grammar, LazyToolCallConstraint(make_xml, self.tool_call_ids[0], limits.max_tokens)
             return grammar, self.constraint(grammar)
         if choice == "auto" and alt_schema is not None:
             ids = self.tool_call_ids
@@ -599,7 +614,14 @@ class GrammarCompiler:
             ids = self.tool_call_ids
             grammar = tool_call_grammar(tools, choice="auto", limits=limits, tool_call_ids=ids, lazy=True)
             self.matcher(grammar)  # compile once now so a bad schema fails the request, not the decode loop
-            return grammar, LazyToolCallConstraint(lambda: self.constraint(grammar), self.tool_call_ids[0])
+
+            def make(remaining: int) -> LLGuidanceConstraint:
+                sized = dataclasses.replace(limits, max_tokens=remaining)
+                return self.constraint(
+                    tool_call_grammar(tools, choice="auto", limits=sized, tool_call_ids=ids, lazy=True)
+                )
+
+            return grammar, LazyToolCallConstraint(make, self.tool_call_ids[0], limits.max_tokens)
         ids = self.tool_call_ids
         grammar = tool_call_grammar(tools, choice=choice, limits=limits, tool_call_ids=ids, think_ids=think)
         return grammar, self.constraint(grammar)
