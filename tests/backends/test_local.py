@@ -216,3 +216,24 @@ def test_family_override_and_detection(tiny_checkpoint, tiny_checkpoint_qwen3):
     assert detect_family(tiny_checkpoint_qwen3) == "qwen3"
     assert LocalQwen(str(tiny_checkpoint), family="qwen3").family == "qwen3"
     assert json.loads((tiny_checkpoint / "config.json").read_text())["model_type"] == "qwen2"
+
+
+async def test_checkpoint_without_chat_template_uses_render(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from tq_agents.models.local import LocalQwen
+    from tq_agents.models.qwen import render
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_checkpoint, bare)
+    cfg = json.loads((bare / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(cfg))
+    for extra in ("chat_template.jinja", "chat_template.json"):
+        (bare / extra).unlink(missing_ok=True)
+    model = LocalQwen(str(bare), family="qwen2.5")
+    assert not getattr(model.tokenizer, "chat_template", None)
+    req = _req("hello", tools=TOOLS)
+    assert model.render(req) == render(req.openai_messages(), tools=TOOLS, family="qwen2.5")
+    resp = await model.complete(req.model_copy(update={"tool_choice": "required", "max_tokens": 64}))
+    assert resp.message.tool_calls and resp.tool_call_errors == []
