@@ -70,6 +70,7 @@ class ScriptedModel:
             ``ModelRequestError`` naming the agent.
         latency: seconds to sleep before answering, one number or agent name → seconds.
         name: reported as ``model_name`` and ``ChatResponse.model``.
+        keep_requests: keep every request in ``requests`` (for assertions); ``False`` for long benchmark runs.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class ScriptedModel:
         default: Step | None = None,
         latency: float | Mapping[str, float] = 0.0,
         name: str = "scripted",
+        keep_requests: bool = True,
     ) -> None:
         if scripts is None:
             scripts = {}
@@ -91,6 +93,7 @@ class ScriptedModel:
         self._fixed_latency = not isinstance(latency, Mapping)
         self._name = name
         self.requests: list[ChatRequest] = []
+        self._keep = keep_requests
 
     @property
     def model_name(self) -> str:
@@ -118,7 +121,8 @@ class ScriptedModel:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Answer ``request`` with the agent's next scripted step."""
-        self.requests.append(request)
+        if self._keep:
+            self.requests.append(request)
         step = self._next_step(request)
         while callable(step) and not isinstance(step, _NOT_CALLABLE_STEPS):
             step = step(request)
