@@ -91,6 +91,9 @@ class TurnContext:
 
 _DEFAULT_CONTEXT = TurnContext()
 _NO_USAGE = Usage()
+# Hot-path constructors: the models' own validators called on a dict (full validation, no Python __init__ frame).
+_new_request = ChatRequest.__pydantic_validator__.validate_python
+_new_chat_message = ChatMessage.__pydantic_validator__.validate_python
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.S)
 
 
@@ -162,6 +165,7 @@ class Agent:
         self._free_text = issubclass(output_type, TextMessage) and set(output_type.model_fields) == set(
             TextMessage.model_fields
         )
+        self._validate_output = output_type.__pydantic_validator__.validate_python
         self._system = self._build_system()
         self._system_message = ChatMessage(role="system", content=self._system) if self._system else None
         self._tool_schemas = [t.schema for t in self.tools.values()]
@@ -203,19 +207,21 @@ class Agent:
             for past_inputs, past_output in history:
                 msgs.append(ChatMessage(role="user", content=render_inputs(past_inputs)))
                 msgs.append(ChatMessage(role="assistant", content=past_output.to_prompt()))
-        msgs.append(ChatMessage(role="user", content=render_inputs(inputs)))
+        msgs.append(_new_chat_message({"role": "user", "content": render_inputs(inputs)}))
         return msgs
 
     def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
-        return ChatRequest(
-            messages=list(messages),
-            tools=self._tool_schemas,
-            tool_choice=(self.tool_choice or "auto") if first else "auto",
-            response_format=self._response_format,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            enable_thinking=self.enable_thinking,
-            agent=self.name,
+        return _new_request(  # validated like ChatRequest(...), minus the Python __init__ frame
+            {
+                "messages": list(messages),
+                "tools": self._tool_schemas,
+                "tool_choice": (self.tool_choice or "auto") if first else "auto",
+                "response_format": self._response_format,
+                "max_tokens": self.max_tokens,
+                "temperature": self.temperature,
+                "enable_thinking": self.enable_thinking,
+                "agent": self.name,
+            }
         )
 
     def parse_output(self, content: str | None, *, run_id: str | None = None) -> Message | str:
@@ -224,7 +230,7 @@ class Agent:
         if self._free_text:
             if not text:
                 return "the answer was empty; reply with your answer as text"
-            return self.output_type(text=text, source=self.name, run_id=run_id)  # type: ignore[call-arg]
+            return self._validate_output({"text": text, "source": self.name, "run_id": run_id})  # type: ignore[no-any-return]
         m = _FENCE.match(text)
         if m:
             text = m.group(1).strip()

@@ -137,6 +137,7 @@ class Workflow:
         self._build_problems: list[str] = []
         self._validated_version: int | None = None
         self._version = 0
+        self._entry_cache: tuple[int, list[str]] | None = None
 
     # ---- building -------------------------------------------------------------------------------
     def add_node(
@@ -244,9 +245,13 @@ class Workflow:
         return [d["spec"] for _, _, d in self.graph.edges(data=True)]
 
     def entry_nodes(self) -> list[str]:
+        """The declared entries, else the nodes without incoming edges (cached per graph version)."""
         if self.entries:
             return list(self.entries)
-        return [n for n in self.graph.nodes if self.graph.in_degree(n) == 0]
+        cached = self._entry_cache
+        if cached is None or cached[0] != self._version:
+            cached = self._entry_cache = (self._version, [n for n in self.graph.nodes if self.graph.in_degree(n) == 0])
+        return list(cached[1])
 
     # ---- validation -----------------------------------------------------------------------------
     def problems(self) -> list[str]:

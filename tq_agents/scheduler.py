@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic_core import PydanticSerializationError, to_json
+
 from tq_agents._record import RunRecord
 from tq_agents._turn import _Context, _Node, _Stop, _topology, _Turn
 from tq_agents.agent import RetryPolicy
@@ -199,7 +201,11 @@ class Run:
 
     def _emit(self, ev: Event) -> None:
         # encoded once, here (a snapshot: later changes to a message cannot alter what was logged)
-        ev.seq = self._append(self.run_id, ev.kind, _dumps(ev.payload()), ev.ts)
+        try:
+            data = to_json(ev.payload()).decode()
+        except PydanticSerializationError:
+            data = _dumps(ev.payload())  # raises the StoreError that names the problem
+        ev.seq = self._append(self.run_id, ev.kind, data, ev.ts)
         self._events.append(ev)
 
     def _begin(self, input_msg: Message) -> None:

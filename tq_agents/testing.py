@@ -57,7 +57,7 @@ def _prompt_tokens(request: ChatRequest) -> int:
 
 
 _NOT_CALLABLE_STEPS = (ToolCall, Message, BaseException)
-_validate_response = ChatResponse.model_validate
+_validate_response = ChatResponse.__pydantic_validator__.validate_python  # ChatResponse(**d), no __init__ frame
 
 
 class ScriptedModel:
