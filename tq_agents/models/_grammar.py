@@ -1,8 +1,11 @@
 """Grammar-constrained decoding for Qwen: tool calls in Qwen's ``<tool_call>`` format and JSON outputs.
 
-Library: llguidance (Rust, no torch needed). Measured here with the Qwen vocabulary it builds a tool-call
-grammar in ~2 ms and computes a token mask in ~56 µs; xgrammar needs torch+triton and outlines wraps
-either, so llguidance is used directly (numbers from ``benchmarks/constrained.py``).
+Library: llguidance (Rust, no torch needed), chosen by measurement with the Qwen vocabulary on this 2-core CPU,
+same bounded ``Order`` JSON schema, random logits, 10 seeds: llguidance compiles it in 7.6 ms, masks+applies in
+114 µs/token (median; p90 585 µs) and 10/10 outputs validate; xgrammar 0.2.9 compiles in 22 ms, masks+applies in
+613 µs/token, ignores ``multipleOf`` (so numbers are unbounded: no termination guarantee) and let a raw tab into a
+JSON string (1/10 invalid); it also requires torch+triton. outlines wraps one of the two. On the Qwen2.5-0.5B-shape
+model the grammar costs ~0.4 ms of a ~150-300 ms decode step (``benchmarks/constrained.py``).
 
 Every grammar built here **terminates by construction** within the request's token budget — random-weight
 models never choose ``<|im_end|>`` on their own, so free-running JSON would never end:
