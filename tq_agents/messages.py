@@ -50,15 +50,25 @@ _REGISTRY: dict[str, type[Message]] = {}
 _SCHEMA_CACHE: dict[type[Message], dict[str, Any]] = {}
 
 
-_ids: list[Any] = [None, "", None]  # pid, prefix, counter
+class _Ids:
+    """A random per-process prefix (from uuid4) and a counter; renewed in a forked child, so ids stay unique
+    across processes without a uuid (or a getpid syscall) per message."""
+
+    prefix = ""
+    counter: Any = None
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.prefix, cls.counter = uuid.uuid4().hex[:16], itertools.count()
+
+
+_Ids.renew()
+os.register_at_fork(after_in_child=_Ids.renew)
 
 
 def _new_id() -> str:
-    """A unique id: a random per-process prefix and a counter (cheaper than uuid4 on the hot path)."""
-    pid = os.getpid()
-    if _ids[0] != pid:
-        _ids[:] = [pid, uuid.uuid4().hex[:16], itertools.count()]
-    return f"{_ids[1]}{next(_ids[2]):08x}"
+    """A unique id: the per-process prefix and a counter (cheaper than uuid4 on the hot path)."""
+    return f"{_Ids.prefix}{next(_Ids.counter):08x}"
 
 
 def _now() -> datetime:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from tq_agents.events import (
     RunStarted,
     ToolCallFinished,
 )
-from tq_agents.messages import Message, TextMessage, UserInput, _new_id
+from tq_agents.messages import Message, TextMessage, UserInput, _Ids, _new_id
 from tq_agents.models.base import ChatModel, Usage
 from tq_agents.store import RunStore, _dumps, open_store
 
@@ -660,22 +658,19 @@ class Run:
         return list(inflight.values())
 
 
-_run_ids: list[Any] = [None, "", None]  # pid, random per-process prefix, counter
-
-
 def _noop() -> None:
     """Stands in for a dropped callback. A finished run holds no reference cycle, so reference counting frees
     its whole state (events, messages, turns) at once instead of leaving it to the cyclic garbage collector,
     whose passes over such garbage once cost as much as the runs themselves."""
 
 
+_RUN_COUNTER = itertools.count()
+
+
 def _new_run_id() -> str:
-    """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes (a random per-process
-    prefix from ``uuid4`` and a counter: one uuid per process, not per run)."""
-    pid = os.getpid()
-    if _run_ids[0] != pid:
-        _run_ids[:] = [pid, uuid.uuid4().hex[:8], itertools.count()]
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{_run_ids[1]}{next(_run_ids[2]):04x}"
+    """``YYYYmmdd-HHMMSS-<unique>``: sortable by start time, unique across processes (the random per-process
+    prefix of message ids, renewed in forked children, and a counter: one uuid per process, not per run)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{_Ids.prefix[:10]}{next(_RUN_COUNTER):04x}"
 
 
 def start_run(
