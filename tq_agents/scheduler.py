@@ -112,6 +112,7 @@ class Run:
         retry: RetryPolicy | None,
         run_id: str,
         replay: ReplaySource | None = None,
+        stream: bool = True,
     ) -> None:
         self.workflow = workflow
         self.store = store
@@ -148,7 +149,9 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[RunResult] = self._loop.create_future()
         self._result: RunResult | None = None
-        self._unsubscribe = store.subscribe(run_id, self._on_durable)
+        # ``events()`` needs the durability callbacks and the event list; ``Workflow.run`` (no handle) does not
+        self._stream = stream
+        self._unsubscribe = store.subscribe(run_id, self._on_durable) if stream else _noop
         self._append = store.append_json
         if self.model is None:
             for name, node in self._nodes.items():
@@ -176,6 +179,8 @@ class Run:
 
     async def events(self) -> AsyncIterator[Event]:
         """Every event of this run (from its start in this process), each only once durable in the store."""
+        if not self._stream:
+            raise RunError("this run was started without an event stream", hint="use Workflow.start() to stream")
         i = 0
         while True:
             while i < len(self._events) and self._events[i].seq <= self._durable:
@@ -204,7 +209,8 @@ class Run:
         except PydanticSerializationError:
             data = _dumps(ev.payload())  # raises the StoreError that names the problem
         ev.seq = self._append(self.run_id, ev.kind, data, ev.ts)
-        self._events.append(ev)
+        if self._stream:
+            self._events.append(ev)
 
     def _begin(self, input_msg: Message) -> None:
         wf = self.workflow
@@ -708,6 +714,7 @@ def start_run(
         retry=retry,
         run_id=rid,
         replay=replay,
+        stream=not _inline,
     )
     run._fresh_id = run_id is None
     run._owns_store = not isinstance(store, RunStore)
