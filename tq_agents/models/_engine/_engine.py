@@ -78,10 +78,6 @@ class Engine:
         if getattr(cfg, "use_sliding_window", False) and getattr(cfg, "sliding_window", None):
             log.warning("sliding-window attention is ignored by the engine (full attention is used)")
         self.model = model.eval()
-        if getattr(cfg, "_attn_implementation", None) == "sdpa":
-            from tq_agents.models._engine._attention import register
-
-            cfg._attn_implementation = register()  # sdpa, with a faster single-token decode path
         self.max_batch_size = max_batch_size
         self.prefill_chunk = prefill_chunk
         self.vocab_size = int(cfg.vocab_size)
