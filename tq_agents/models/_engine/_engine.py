@@ -126,7 +126,12 @@ class Engine:
         constraint: TokenConstraint | None = None,
         priority: int = 0,
     ) -> GenerationHandle:
-        """Queue one request; higher ``priority`` is admitted first. Returns its handle at once."""
+        """Queue one request; higher ``priority`` is admitted first (FIFO among equals). Returns its handle at once.
+
+        ``params.max_new_tokens == 0`` only prefills the prompt (warming the prefix cache, e.g. for a shared system
+        prompt). Raises ``ModelRequestError`` for an empty prompt, ids outside the vocabulary, a prompt longer
+        than the model's context, or bad sampling params.
+        """
         params = params or SamplingParams()
         params.validate()
         if self._closed:
