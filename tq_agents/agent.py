@@ -120,6 +120,11 @@ class Agent:
         temperature: Sampling temperature.
         enable_thinking: Qwen3 thinking switch (``None`` = model default).
         remember: Show the node's earlier turns (inputs and answers) in later turns.
+        final_answer_without_tools: Once the turn has used ``max_tool_iterations`` rounds of tool calls, or
+            after its answer was refused (did not parse into ``output_type``), send the next requests with
+            ``tool_choice="none"``: constrained backends then decode the typed answer under its JSON grammar,
+            so the turn ends with an output instead of failing on one more tool round. Only applies to agents
+            with tools and a structured ``output_type``.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Agent:
         temperature: float = 0.0,
         enable_thinking: bool | None = None,
         remember: bool = True,
+        final_answer_without_tools: bool = False,
     ) -> None:
         if not isinstance(output_type, type) or not issubclass(output_type, Message):
             raise ConfigError(
@@ -162,6 +168,7 @@ class Agent:
         self.temperature = temperature
         self.enable_thinking = enable_thinking
         self.remember = remember
+        self.final_answer_without_tools = final_answer_without_tools
         self._free_text = issubclass(output_type, TextMessage) and set(output_type.model_fields) == set(
             TextMessage.model_fields
         )
@@ -210,12 +217,12 @@ class Agent:
         msgs.append(_new_chat_message({"role": "user", "content": render_inputs(inputs)}))
         return msgs
 
-    def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
+    def _request(self, messages: list[ChatMessage], tool_choice: ToolChoice) -> ChatRequest:
         return _new_request(  # validated like ChatRequest(...), minus the Python __init__ frame
             {
                 "messages": list(messages),
                 "tools": self._tool_schemas,
-                "tool_choice": (self.tool_choice or "auto") if first else "auto",
+                "tool_choice": tool_choice,
                 "response_format": self._response_format,
                 "max_tokens": self.max_tokens,
                 "temperature": self.temperature,
@@ -278,10 +285,14 @@ class Agent:
         result = TurnResult("failed", None, "", _NO_USAGE, 0, 0, messages)
         tool_rounds = 0
         retries = 0
-        first = True
+        tool_choice: ToolChoice = self.tool_choice or "auto"
+        force_final = self.final_answer_without_tools and bool(self.tools) and not self._free_text
         while True:
-            request = self._request(messages, first)
-            first = False
+            if force_final and (tool_rounds >= self.max_tool_iterations or retries):
+                tool_choice = "none"
+            request = self._request(messages, tool_choice)
+            if tool_choice != "none":
+                tool_choice = "auto"
             try:
                 response = await ctx.complete(self, model, request, result.model_calls)
             except ModelError as e:

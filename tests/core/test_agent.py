@@ -137,3 +137,36 @@ def test_history_is_stable_prefix() -> None:
     r1, r2 = model.requests
     assert r2.messages[: len(r1.messages)] == r1.messages
     assert [m.content for m in r2.messages] == ["sys", "q1", "one", "q2"]
+
+
+def test_final_answer_without_tools_after_tool_budget_and_refusal() -> None:
+    # tool budget of 1: the second request (after one tool round) and the one after a refused answer go out
+    # with tool_choice="none"; without the option every request after the first is "auto"
+    script = [call("lookup_order", order_id="A1001"), "not json", {"answer": "shipped", "actions_taken": []}]
+    forced = ScriptedModel({"support": list(script)})
+    agent = Agent(
+        "support",
+        "Support.",
+        model=forced,
+        tools=[lookup_order],
+        output_type=SupportReply,
+        max_tool_iterations=1,
+        tool_choice="required",
+        final_answer_without_tools=True,
+    )
+    res = run(agent.run_turn([UserInput(text="where is A1001?")]))
+    assert res.status == "completed", res.reason
+    assert [r.tool_choice for r in forced.requests] == ["required", "none", "none"]
+
+    plain_model = ScriptedModel({"support": [call("lookup_order", order_id="A1001"), "not json", {"answer": "x"}]})
+    plain = Agent("support", "Support.", model=plain_model, tools=[lookup_order], output_type=SupportReply)
+    run(plain.run_turn([UserInput(text="where is A1001?")]))
+    assert [r.tool_choice for r in plain_model.requests] == ["auto", "auto", "auto"]
+
+    # a refusal alone (tool budget left) also forces the final answer
+    model2 = ScriptedModel({"support": ["nope", {"answer": "ok"}]})
+    agent2 = Agent(
+        "support", "S.", model=model2, tools=[lookup_order], output_type=SupportReply, final_answer_without_tools=True
+    )
+    assert run(agent2.run_turn([UserInput(text="q")])).status == "completed"
+    assert [r.tool_choice for r in model2.requests] == ["auto", "none"]

@@ -23,12 +23,10 @@ from tq_agents._tool import Tool
 from tq_agents.agent import Agent, TurnResult
 from tq_agents.errors import ConfigError
 from tq_agents.messages import CodeResult, Message, Plan, Review, SupportReply, Translation
-from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest
+from tq_agents.models.base import ChatModel
 from tq_agents.roles._instructions import instructions
 
 __all__ = ["RoleAgent", "coder", "guard", "planner", "reviewer", "support", "translator"]
-
-_RETRY_MARK = "Your answer could not be used"
 
 
 class RoleAgent(Agent):
@@ -40,7 +38,7 @@ class RoleAgent(Agent):
             ``enrich``; the model still sees and emits ``output_type``'s schema.
         enrich: ``(inputs, output) -> output``: a deterministic post-step that copies facts from the turn's
             inputs into the output (e.g. the text a review is about), so they travel with the message.
-        *args, **kwargs: As for ``Agent``.
+        *args, **kwargs: As for ``Agent``; ``final_answer_without_tools`` defaults to ``True`` here.
     """
 
     def __init__(
@@ -50,6 +48,7 @@ class RoleAgent(Agent):
         enrich: Callable[[Sequence[Message], Message], Message] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("final_answer_without_tools", True)
         super().__init__(*args, **kwargs)
         if result_type is not None:
             if not issubclass(result_type, self.output_type):
@@ -58,17 +57,6 @@ class RoleAgent(Agent):
                 )
             self.output_type = result_type  # schema and prompt stay those of the model-facing type
         self._enrich = enrich
-
-    def _request(self, messages: list[ChatMessage], first: bool) -> ChatRequest:
-        req = super()._request(messages, first)
-        if not self.tools or self._free_text:
-            return req
-        rounds = sum(1 for m in messages if m.role == "assistant" and m.tool_calls)
-        last = messages[-1] if messages else None
-        refused = last is not None and last.role == "user" and (last.content or "").startswith(_RETRY_MARK)
-        if rounds >= self.max_tool_iterations or refused:
-            req.tool_choice = "none"
-        return req
 
     async def run_turn(self, inputs: Sequence[Message], **kwargs: Any) -> TurnResult:
         res = await super().run_turn(inputs, **kwargs)
