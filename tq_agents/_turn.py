@@ -173,14 +173,12 @@ class _Topology:
     reach: dict[str, set[str]]
 
 
-_TOPOLOGY_CACHE: dict[tuple[int, int], dict[str, _Topology]] = {}
-
-
 def _topology(wf: Workflow) -> dict[str, _Topology]:
-    key = (id(wf), wf._version)
-    topo = _TOPOLOGY_CACHE.get(key)
-    if topo is not None:
-        return topo
+    # cached on the workflow itself per graph version (a module-level cache keyed by id(wf) would hand a new
+    # workflow the topology of a freed one that had the same id)
+    cached = wf._topology_cache
+    if cached is not None and cached[0] == wf._version:
+        return cached[1]
     g = wf.graph
     topo = {}
     for spec in wf.nodes():
@@ -192,9 +190,7 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
                 reach[p] = {p} | nx.ancestors(rest, p)
         out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
         topo[spec.name] = _Topology(spec, preds, out, reach)
-    if len(_TOPOLOGY_CACHE) > 256:
-        _TOPOLOGY_CACHE.clear()
-    _TOPOLOGY_CACHE[key] = topo
+    wf._topology_cache = (wf._version, topo)
     return topo
 
 

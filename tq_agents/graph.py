@@ -138,6 +138,7 @@ class Workflow:
         self._validated_version: int | None = None
         self._version = 0
         self._entry_cache: tuple[int, list[str]] | None = None
+        self._topology_cache: tuple[int, Any] | None = None  # (version, scheduler topology), see _turn._topology
 
     # ---- building -------------------------------------------------------------------------------
     def add_node(
