@@ -42,7 +42,32 @@ __all__ = [
     "event_from_stored",
 ]
 
+_to_json = pydantic_core.to_json
+_response_json = ChatResponse.__pydantic_serializer__.to_json
 _EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+def _unset(r: ChatResponse) -> dict[str, Any]:
+    """The fields of ``r`` that hold their (empty) defaults, as a serializer ``exclude`` (cheaper than
+    ``exclude_defaults``, which compares every field, nested models by ``__eq__``)."""
+    m = r.message
+    ex_m = {
+        k
+        for k, v in (("tool_call_id", m.tool_call_id), ("name", m.name), ("reasoning_content", m.reasoning_content))
+        if v is None
+    }
+    if not m.tool_calls:
+        ex_m.add("tool_calls")
+    ex: dict[str, Any] = {"message": ex_m}
+    if r.raw_text is None:
+        ex["raw_text"] = True
+    if not r.tool_call_errors:
+        ex["tool_call_errors"] = True
+    if r.finish_reason == "stop":
+        ex["finish_reason"] = True
+    return ex
+
+
 _PAYLOAD_FNS: dict[type, Any] = {}
 _ENVELOPE = ("run_id", "seq", "ts")
 
@@ -76,6 +101,10 @@ class Event:
         if fn is None:
             fn = _PAYLOAD_FNS[cls] = _payload_fn(cls)
         return fn(self)
+
+    def payload_json(self) -> bytes:
+        """``payload()`` as compact JSON: what the run store keeps."""
+        return _to_json(self.payload())
 
     def to_json(self) -> str:
         """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
@@ -150,6 +179,24 @@ class ModelCallFinished(Event):
     request_hash: str = ""
     prompt_messages: int = 0
 
+    def payload_json(self) -> bytes:
+        """The stored payload: the response without its default-valued fields (empty tool calls, ``None``
+        fields, ...), which ``from_payload`` restores; keeps a turn's log row small."""
+        head = _to_json(
+            {
+                "node": self.node,
+                "turn_id": self.turn_id,
+                "index": self.index,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "duration_s": self.duration_s,
+                "tokens_per_s": self.tokens_per_s,
+                "request_hash": self.request_hash,
+                "prompt_messages": self.prompt_messages,
+            }
+        )
+        return head[:-1] + b',"response":' + _response_json(self.response, exclude=_unset(self.response)) + b"}"
+
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
         payload = dict(payload)
@@ -203,9 +250,21 @@ class MessageEmitted(Event):
     def payload(self) -> dict[str, Any]:
         return {"node": self.node, "turn_id": self.turn_id, "message": self.message, "type": self.message.type_name}
 
+    def payload_json(self) -> bytes:
+        """As ``payload()``, but the message's ``run_id`` is left out when it is the event's (the usual case;
+        ``from_payload`` puts it back)."""
+        msg = self.message
+        if msg.run_id != self.run_id:
+            return _to_json(self.payload())
+        head = _to_json({"node": self.node, "turn_id": self.turn_id, "type": msg.type_name})
+        return head[:-1] + b',"message":' + _to_json(msg, exclude={"run_id"}) + b"}"
+
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
-        msg = Message.from_dict({**payload["message"], "type": payload["type"]})
+        data = payload["message"]
+        if "run_id" not in data:
+            data = {**data, "run_id": run_id}
+        msg = Message.from_dict({**data, "type": payload["type"]})
         return cls(run_id=run_id, seq=seq, ts=ts, node=payload["node"], turn_id=payload["turn_id"], message=msg)
 
 

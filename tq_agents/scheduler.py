@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError
 
 from tq_agents._record import RunRecord
 from tq_agents._turn import _Context, _Node, _Stop, _topology, _Turn
@@ -205,7 +205,7 @@ class Run:
     def _emit(self, ev: Event) -> None:
         # encoded once, here (a snapshot: later changes to a message cannot alter what was logged)
         try:
-            data = to_json(ev.payload()).decode()
+            data = ev.payload_json().decode()
         except PydanticSerializationError:
             data = _dumps(ev.payload())  # raises the StoreError that names the problem
         ev.seq = self._append(self.run_id, ev.kind, data, ev.ts)
@@ -533,7 +533,7 @@ class Run:
                 routed=[[t, m.id] for t, m in routed],
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
-                duration_s=time.perf_counter() - turn.started,
+                duration_s=round(time.perf_counter() - turn.started, 7),
             )
         )
         if status == "completed" and final:
@@ -577,7 +577,7 @@ class Run:
             self._deadline = None  # the handle refers back to this run
         status = self._stop_status or "completed"
         output = self._last_sink_output or self._last_output
-        duration = time.perf_counter() - self._t0
+        duration = round(time.perf_counter() - self._t0, 7)  # 0.1 us: a shorter log row
         self._emit(
             RunFinished(
                 run_id=self.run_id,

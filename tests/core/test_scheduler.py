@@ -353,3 +353,33 @@ def test_deadline_inside_the_inline_turn_returns_a_status() -> None:
     res, cancelling = asyncio.run(go())
     assert res.status == "deadline" and res.turns == 1  # type: ignore[attr-defined]
     assert cancelling == 0
+
+
+def test_logged_events_load_back_equal_to_the_streamed_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # the store keeps compact payloads (a response without its default fields, a message without the run id
+    # it shares with its event): loading them back must give the very events the stream handed out
+    from tq_agents._record import RunRecord
+    from tq_agents.models.base import ChatMessage
+
+    def answer(req: ChatRequest) -> ChatResponse:
+        if req.agent == "B":  # a response with non-default fields everywhere
+            msg = ChatMessage(role="assistant", content="B done", reasoning_content="thinking", name="b")
+            return ChatResponse(message=msg, finish_reason="length", model="m", raw_text="<raw>")
+        return ChatResponse(message=ChatMessage(role="assistant", content=f"{req.agent} ok", tool_calls=[]))
+
+    store = SQLiteRunStore(tmp_path / "runs.sqlite")
+    wf = chain(ScriptedModel(default=answer), "AB")
+
+    async def go() -> list:  # type: ignore[type-arg]
+        run = wf.start("go", store=store)
+        evs = [ev async for ev in run.events()]
+        await run.result()
+        return evs
+
+    streamed = asyncio.run(go())
+    loaded = RunRecord.load(SQLiteRunStore(tmp_path / "runs.sqlite"), streamed[0].run_id).events
+    assert [e.kind for e in loaded] == [e.kind for e in streamed]
+    for a, b in zip(streamed, loaded, strict=True):
+        assert a.to_dict() == b.to_dict()
+    b_call = [e for e in loaded if e.kind == "ModelCallFinished"][1]
+    assert b_call.response.message.reasoning_content == "thinking" and b_call.response.raw_text == "<raw>"
