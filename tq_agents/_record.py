@@ -28,8 +28,71 @@ from tq_agents.store import RunStore
 __all__ = ["RunRecord", "TurnRecord", "request_hash"]
 
 
+_PREFIX_HASHES: dict[tuple[Any, ...], Any] = {}
+
+
 def request_hash(request: ChatRequest) -> str:
-    """A stable fingerprint of what a request asks (messages, tools, output format, sampling), for replay."""
+    """A stable fingerprint of what a request asks (messages, tools, output format, sampling), for replay.
+
+    blake2b over the fields and messages joined by the unit separator (0x1f). The hash state after the fixed
+    part (request settings, tool names and a leading system message) is cached, so an agent's repeated prefix
+    is hashed once; the digest is the same as hashing the whole text."""
+    temperature, top_p, max_tokens, seed = request.temperature, request.top_p, request.max_tokens, request.seed
+    thinking = request.enable_thinking
+    if not (
+        (thinking is None or type(thinking) is bool)
+        and type(temperature) is float
+        and type(top_p) is float
+        and (max_tokens is None or type(max_tokens) is int)
+        and (seed is None or type(seed) is int)
+    ):  # e.g. an int assigned after validation: 1 == 1.0 as cache keys, but "1" != "1.0" in the hashed text
+        return _request_hash_reference(request)
+    rf = request.response_format
+    tools = request.tools
+    msgs = request.messages
+    start = 0
+    system = ""
+    if msgs and msgs[0].role == "system" and not msgs[0].tool_calls:
+        system = msgs[0].content or ""
+        start = 1
+    key = (
+        request.agent,
+        request.tool_choice,
+        rf["json_schema"]["name"] if rf else "",
+        max_tokens,
+        temperature,
+        top_p,
+        seed,
+        thinking,
+        tuple([t["function"]["name"] for t in tools]) if tools else (),
+        start,
+        system,
+    )
+    h = _PREFIX_HASHES.get(key)
+    if h is None:
+        agent, choice, rf_name, max_tokens, temperature, top_p, seed, thinking, names = key[:9]
+        header = f"{agent}|{choice}|{rf_name}|{max_tokens}|{temperature}|{top_p}|{seed}|{thinking}"
+        text = f"{header}\x1f{','.join(names)}"
+        if start:
+            text += f"\x1fsystem\x1f{system}"
+        h = hashlib.blake2b(text.encode(), digest_size=12)
+        if len(_PREFIX_HASHES) >= 1024:
+            _PREFIX_HASHES.clear()
+        _PREFIX_HASHES[key] = h
+    h = h.copy()
+    parts = [""]
+    for m in msgs[start:] if start else msgs:
+        parts.append(m.role)
+        parts.append(m.content or "")
+        if m.tool_calls:
+            parts.append(to_json([c.to_openai() for c in m.tool_calls]).decode())
+    if len(parts) > 1:
+        h.update("\x1f".join(parts).encode())
+    return h.hexdigest()
+
+
+def _request_hash_reference(request: ChatRequest) -> str:
+    """The definition ``request_hash`` computes incrementally (kept for the test that checks they agree)."""
     rf = request.response_format
     parts = [
         f"{request.agent}|{request.tool_choice}|{rf['json_schema']['name'] if rf else ''}|{request.max_tokens}|"

@@ -163,3 +163,33 @@ def test_resume_of_finished_run_streams_nothing_and_ends(make_store) -> None:  #
     d = res.to_dict()
     assert d["status"] == "completed" and d["turns"] == 3 and d["output"]["text"] == "C done"
     assert d["tokens"]["total"] == res.usage.total_tokens > 0
+
+
+def test_request_hash_with_cached_prefix_equals_the_plain_definition() -> None:
+    from tq_agents._record import _request_hash_reference, request_hash
+    from tq_agents.models.base import ChatMessage, ChatRequest, ToolCall
+
+    sys_msg = ChatMessage(role="system", content="Be brief.")
+    call_msg = ChatMessage(role="assistant", content="", tool_calls=[ToolCall(id="c1", name="f", arguments={"x": 1})])
+    cases = [
+        ChatRequest(messages=[]),
+        ChatRequest(messages=[ChatMessage(role="user", content="hi")], agent="A"),
+        ChatRequest(messages=[sys_msg], agent="A"),
+        ChatRequest(messages=[sys_msg, ChatMessage(role="user", content="hi")], agent="A", max_tokens=5),
+        ChatRequest(messages=[sys_msg, ChatMessage(role="user", content="hi"), call_msg], tool_choice="none"),
+        ChatRequest(messages=[call_msg, ChatMessage(role="tool", content="1", tool_call_id="c1")]),
+    ]
+    seen = set()
+    for req in cases * 2:  # the second pass hits the prefix cache
+        assert request_hash(req) == _request_hash_reference(req)
+        seen.add(request_hash(req))
+    assert len(seen) == len(cases)
+    # the cached prefix does not leak into a request that differs only after it
+    a = ChatRequest(messages=[sys_msg, ChatMessage(role="user", content="one")], agent="A")
+    b = ChatRequest(messages=[sys_msg, ChatMessage(role="user", content="two")], agent="A")
+    assert request_hash(a) != request_hash(b)
+    # an int assigned after validation hashes as its text ("1"), not as the equal float's cached prefix ("1.0")
+    c = ChatRequest(messages=[sys_msg], agent="A", temperature=1.0)
+    request_hash(c)
+    c.temperature = 1
+    assert request_hash(c) == _request_hash_reference(c)
