@@ -77,20 +77,20 @@ class _Context(TurnContext):
         run.prompt_tokens += usage.prompt_tokens
         run.completion_tokens += usage.completion_tokens
         run.total_tokens += usage.prompt_tokens + usage.completion_tokens
-        run._emit(
-            ModelCallFinished(
-                run_id=run.run_id,
-                node=turn.node,
-                turn_id=turn.turn_id,
-                index=index,
-                response=response,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                duration_s=round(dt, 7),  # 0.1 us: a shorter log row
-                tokens_per_s=round(usage.completion_tokens / dt, 1) if dt > 0 else 0.0,
-                request_hash=rhash,
-                prompt_messages=len(request.messages),
-            )
+        run._log(
+            ModelCallFinished,
+            {
+                "node": turn.node,
+                "turn_id": turn.turn_id,
+                "index": index,
+                "response": response,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "duration_s": round(dt, 7),  # 0.1 us: a shorter log row
+                "tokens_per_s": round(usage.completion_tokens / dt, 1) if dt > 0 else 0.0,
+                "request_hash": rhash,
+                "prompt_messages": len(request.messages),
+            },
         )
         return response
 

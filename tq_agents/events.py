@@ -104,7 +104,13 @@ class Event:
 
     def payload_json(self) -> bytes:
         """``payload()`` as compact JSON: what the run store keeps."""
-        return _to_json(self.payload())
+        return self.encode(self.run_id, self.payload())
+
+    @classmethod
+    def encode(cls, run_id: str, fields: dict[str, Any]) -> bytes:
+        """The stored payload JSON for an event of this kind with payload ``fields``, without building the
+        event object (the scheduler's path when no one streams the run's events)."""
+        return _to_json(fields)
 
     def to_json(self) -> str:
         """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
@@ -179,23 +185,13 @@ class ModelCallFinished(Event):
     request_hash: str = ""
     prompt_messages: int = 0
 
-    def payload_json(self) -> bytes:
-        """The stored payload: the response without its default-valued fields (empty tool calls, ``None``
-        fields, ...), which ``from_payload`` restores; keeps a turn's log row small."""
-        head = _to_json(
-            {
-                "node": self.node,
-                "turn_id": self.turn_id,
-                "index": self.index,
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "duration_s": self.duration_s,
-                "tokens_per_s": self.tokens_per_s,
-                "request_hash": self.request_hash,
-                "prompt_messages": self.prompt_messages,
-            }
-        )
-        return head[:-1] + b',"response":' + _response_json(self.response, exclude=_unset(self.response)) + b"}"
+    @classmethod
+    def encode(cls, run_id: str, fields: dict[str, Any]) -> bytes:
+        """The response is stored without its default-valued fields (empty tool calls, ``None`` fields, ...),
+        which ``from_payload`` restores; keeps a turn's log row small."""
+        rest = dict(fields)
+        response = rest.pop("response")
+        return _to_json(rest)[:-1] + b',"response":' + _response_json(response, exclude=_unset(response)) + b"}"
 
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
@@ -250,13 +246,14 @@ class MessageEmitted(Event):
     def payload(self) -> dict[str, Any]:
         return {"node": self.node, "turn_id": self.turn_id, "message": self.message, "type": self.message.type_name}
 
-    def payload_json(self) -> bytes:
-        """As ``payload()``, but the message's ``run_id`` is left out when it is the event's (the usual case;
-        ``from_payload`` puts it back)."""
-        msg = self.message
-        if msg.run_id != self.run_id:
-            return _to_json(self.payload())
-        head = _to_json({"node": self.node, "turn_id": self.turn_id, "type": msg.type_name})
+    @classmethod
+    def encode(cls, run_id: str, fields: dict[str, Any]) -> bytes:
+        """The message's ``run_id`` is left out when it is the event's (the usual case; ``from_payload`` puts
+        it back)."""
+        msg = fields["message"]
+        if msg.run_id != run_id:
+            return _to_json({**fields, "type": msg.type_name})
+        head = _to_json({"node": fields["node"], "turn_id": fields["turn_id"], "type": msg.type_name})
         return head[:-1] + b',"message":' + _to_json(msg, exclude={"run_id"}) + b"}"
 
     @classmethod

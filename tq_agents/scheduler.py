@@ -212,6 +212,18 @@ class Run:
         if self._stream:
             self._events.append(ev)
 
+    def _log(self, cls: type[Event], fields: dict[str, Any]) -> None:
+        """Log an event of kind ``cls`` with payload ``fields``. The event object is built only for a run whose
+        events are streamed; otherwise the payload is encoded straight from ``fields`` (same stored JSON)."""
+        if self._stream:
+            self._emit(cls(run_id=self.run_id, **fields))
+            return
+        try:
+            data = cls.encode(self.run_id, fields).decode()
+        except PydanticSerializationError:
+            data = _dumps(fields)  # raises the StoreError that names the problem
+        self._append(self.run_id, cls.kind, data, time.time())
+
     def _begin(self, input_msg: Message) -> None:
         wf = self.workflow
         entries = wf.entry_nodes()
@@ -227,10 +239,14 @@ class Run:
         self.store.create_run(
             self.run_id, workflow=wf.name, meta={"input": input_msg.to_prompt()[:200]}, check=not self._fresh_id
         )
-        self._emit(
-            RunStarted(
-                run_id=self.run_id, workflow=wf.name, input=input_msg.to_dict(), entries=entries, budgets=budgets
-            )
+        self._log(
+            RunStarted,
+            {
+                "workflow": wf.name,
+                "input": input_msg.to_dict(),
+                "entries": entries,
+                "budgets": budgets,
+            },
         )
         self.messages[input_msg.id] = input_msg
         for e in entries:
@@ -336,14 +352,14 @@ class Run:
         node.visits += 1
         self.turns += 1
         turn = _Turn(spec.name, node.visits, inputs)
-        self._emit(
-            NodeStarted(
-                run_id=self.run_id,
-                node=spec.name,
-                turn_id=turn.turn_id,
-                visit=turn.visit,
-                inputs=[m.id for m in inputs],
-            )
+        self._log(
+            NodeStarted,
+            {
+                "node": spec.name,
+                "turn_id": turn.turn_id,
+                "visit": turn.visit,
+                "inputs": [m.id for m in inputs],
+            },
         )
         self._launch(node, turn)
 
@@ -496,7 +512,14 @@ class Run:
                 m.source, m.run_id = name, self.run_id
             final.append(m)
             self.messages[m.id] = m
-            self._emit(MessageEmitted(run_id=self.run_id, node=name, turn_id=turn.turn_id, message=m))
+            self._log(
+                MessageEmitted,
+                {
+                    "node": name,
+                    "turn_id": turn.turn_id,
+                    "message": m,
+                },
+            )
         if self.replay is not None:
             self.replay.check_outputs(turn, final)
         routed: list[tuple[str, Message]] = []
@@ -522,19 +545,19 @@ class Run:
                         f"{', '.join(t.type_name for t in target.spec.input_types)}, got {m.type_name}",
                     )
                 routed.append((edge.target, m))
-        self._emit(
-            NodeFinished(
-                run_id=self.run_id,
-                node=name,
-                turn_id=turn.turn_id,
-                status=status,
-                reason=reason,
-                outputs=[m.id for m in final],
-                routed=[[t, m.id] for t, m in routed],
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                duration_s=round(time.perf_counter() - turn.started, 7),
-            )
+        self._log(
+            NodeFinished,
+            {
+                "node": name,
+                "turn_id": turn.turn_id,
+                "status": status,
+                "reason": reason,
+                "outputs": [m.id for m in final],
+                "routed": [[t, m.id] for t, m in routed],
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "duration_s": round(time.perf_counter() - turn.started, 7),
+            },
         )
         if status == "completed" and final:
             node.history.append((turn.inputs, final[0]))
@@ -578,17 +601,17 @@ class Run:
         status = self._stop_status or "completed"
         output = self._last_sink_output or self._last_output
         duration = round(time.perf_counter() - self._t0, 7)  # 0.1 us: a shorter log row
-        self._emit(
-            RunFinished(
-                run_id=self.run_id,
-                status=status,
-                reason=self._stop_reason,
-                turns=self.turns,
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=self.completion_tokens,
-                output=output.id if output is not None else None,
-                duration_s=duration,
-            )
+        self._log(
+            RunFinished,
+            {
+                "status": status,
+                "reason": self._stop_reason,
+                "turns": self.turns,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "output": output.id if output is not None else None,
+                "duration_s": duration,
+            },
         )
         self.status = status
         self.store.set_status(self.run_id, status)

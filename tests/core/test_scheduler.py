@@ -383,3 +383,34 @@ def test_logged_events_load_back_equal_to_the_streamed_ones(tmp_path) -> None:  
         assert a.to_dict() == b.to_dict()
     b_call = [e for e in loaded if e.kind == "ModelCallFinished"][1]
     assert b_call.response.message.reasoning_content == "thinking" and b_call.response.raw_text == "<raw>"
+
+
+def test_run_without_stream_logs_the_same_payloads_as_a_streamed_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Workflow.run encodes payloads straight from their fields (no event objects); the log must be what a
+    # streamed run (event objects) writes, up to ids, times and durations
+    store = SQLiteRunStore(tmp_path / "runs.sqlite")
+    wf = chain(ScriptedModel(default=echo), "ABC")
+
+    async def streamed() -> str:
+        run = wf.start("go", store=store)
+        _ = [ev async for ev in run.events()]
+        return (await run.result()).run_id
+
+    plain_id = wf.run_sync("go", store=store).run_id
+    streamed_id = asyncio.run(streamed())
+
+    def shape(run_id: str) -> list:  # type: ignore[type-arg]
+        out = []
+        for ev in store.load_events(run_id):
+            p = {k: v for k, v in ev.payload.items() if k not in ("duration_s", "tokens_per_s", "inputs", "outputs")}
+            p.pop("routed", None)
+            if "message" in p:
+                p["message"] = {k: v for k, v in p["message"].items() if k not in ("id", "created_at")}
+            if "input" in p:
+                p["input"] = p["input"]["text"]
+            p.pop("output", None)
+            out.append((ev.kind, sorted(ev.payload), p))
+        return out
+
+    assert shape(plain_id) == shape(streamed_id)
+    assert len(shape(plain_id)) == 1 + 3 * 4 + 1
