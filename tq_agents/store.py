@@ -41,6 +41,8 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from tq_agents.errors import RunNotFoundError, StoreError
 
+_get_running_loop = asyncio._get_running_loop  # the running loop or None, without raising
+
 __all__ = ["MemoryRunStore", "RunInfo", "RunStore", "SQLiteRunStore", "StoredEvent", "default_store_path", "open_store"]
 
 
@@ -94,6 +96,7 @@ class RunStore(abc.ABC):
         self._next_seq: dict[str, int] = {}
         self._subs: dict[str, list[Callable[[int], None]]] = {}
         self._flush_handle: asyncio.Handle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop the flush timer belongs to
         self._closed = False
 
     # ---- primitives -------------------------------------------------------------------------------
@@ -155,7 +158,7 @@ class RunStore(abc.ABC):
                 seq = top + 1
             self._next_seq[run_id] = seq + 1
             self._buffer.append((run_id, seq, ts, kind, data))
-            if self._flush_handle is None:
+            if self._flush_handle is None or self._flush_loop is not _get_running_loop():
                 self._schedule_flush()
             return seq
 
@@ -168,9 +171,8 @@ class RunStore(abc.ABC):
     def flush(self) -> None:
         """Make everything appended so far durable (one transaction), then notify subscribers."""
         with self._lock:
-            if self._flush_handle is not None:
-                self._flush_handle.cancel()
-                self._flush_handle = None
+            # a pending flush timer is left to fire (a no-op if nothing is buffered by then): back-to-back
+            # short runs share one timer instead of creating and cancelling one each
             if not (self._buffer or self._new_runs or self._status_buffer):
                 return
             events, runs, statuses = self._buffer, self._new_runs, self._status_buffer
@@ -188,18 +190,19 @@ class RunStore(abc.ABC):
                         cb(seq)
 
     def _schedule_flush(self) -> None:
-        if self._flush_handle is not None:
+        loop = _get_running_loop()
+        if self._flush_handle is not None and self._flush_loop is loop:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if loop is None:
             self.flush()  # no loop: commit at once
             return
         self._flush_handle = loop.call_later(self.commit_interval_s, self._timer_flush)
+        self._flush_loop = loop
 
     def _timer_flush(self) -> None:
-        self._flush_handle = None
-        self.flush()
+        self._flush_handle = self._flush_loop = None
+        if not self._closed:
+            self.flush()
 
     def subscribe(self, run_id: str, callback: Callable[[int], None]) -> Callable[[], None]:
         """Call ``callback(seq)`` with the run's highest durable seq after each commit; returns unsubscribe."""
@@ -239,6 +242,9 @@ class RunStore(abc.ABC):
         if self._closed:
             return
         self.flush()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = self._flush_loop = None
         self._closed = True
         self._close()
 

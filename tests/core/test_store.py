@@ -129,6 +129,35 @@ def test_sqlite_group_commit_and_reopen(tmp_path: Path) -> None:
     assert len(again.load_events("r")) == 51
 
 
+def test_sqlite_commit_timer_outlives_flushes_and_event_loops(tmp_path: Path) -> None:
+    # the group-commit timer is not cancelled by a flush (runs share it) and is renewed in a new event loop
+    path = tmp_path / "r.sqlite"
+    s = SQLiteRunStore(path, commit_interval_s=0.02)
+    s.create_run("r", workflow="w")
+    s.flush()
+
+    def on_disk() -> int:
+        return sqlite3.connect(path).execute("SELECT COALESCE(MAX(last_seq), 0) FROM event_segments").fetchone()[0]  # type: ignore[no-any-return]
+
+    async def first_loop() -> None:
+        s.append("r", "k", {"i": 1})
+        s.flush()  # the timer stays armed
+        s.append("r", "k", {"i": 2})
+        assert on_disk() == 1
+        await asyncio.sleep(0.2)  # the timer commits what came after the flush
+        assert on_disk() == 2
+        s.append("r", "k", {"i": 3})  # arms a timer this loop will never run
+
+    async def second_loop() -> None:
+        s.append("r", "k", {"i": 4})  # the stale timer belongs to a closed loop: a new one is armed here
+        await asyncio.sleep(0.2)
+        assert on_disk() == 4
+
+    asyncio.run(first_loop())
+    asyncio.run(second_loop())
+    s.close()
+
+
 def test_open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TQ_STORE", str(tmp_path / "default" / "runs.sqlite"))
     default = open_store(None)  # the per-user default: SQLite at default_store_path()
