@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--skip-fp32-engine", action="store_true", help="skip the extra fp32 run of the tq engine")
     ap.add_argument("--skip-dtypes", action="store_true", help="skip the fp32/bf16/int8 precision comparison")
     ap.add_argument("--workdir", default=None, help="where GGUF files go (default: next to the checkpoint cache)")
     a = ap.parse_args(argv)
@@ -371,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     engine.close()
     del engine, model
 
+    if dtype != "fp32" and not a.skip_fp32_engine:  # the engine's own gain, without quantization
+        engine = Engine(load_model(str(ckpt), dtype="fp32"), max_batch_size=max(8, wl.agents), name="bench-fp32")
+        tq_round(engine, 2)([[101, 102, 103]])
+        wall, _ = run_workload(wl, vocab, tq_round(engine, wl.new))
+        results["tq-fp32"] = wall
+        report("tq engine (fp32)", wall, wl)
+        engine.close()
+        del engine
+
     # (a) naive
     if not a.skip_naive:
         hf = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
@@ -409,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             return "n/a (not run)"
         return f"{results[other] / results['tq']:.2f}"
 
+    if "tq-fp32" in results and "naive" in results:
+        print(f"speedup tq-fp32/naive (same precision as naive): {results['naive'] / results['tq-fp32']:.2f}")
     print(f"speedup tq/naive: {speedup('naive')}")
     print(f"speedup tq/llama.cpp-q8: {speedup('llama-Q8_0')}")
     return 0
