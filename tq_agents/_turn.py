@@ -71,7 +71,10 @@ class _Context(TurnContext):
         if run.replay is not None:
             response = run.replay.model_response(turn, index, rhash)
         else:
-            response = await self._call(model, request, index)
+            try:  # fast path: no retry machinery (and no extra coroutine) unless the first call fails
+                response = await model.complete(request)
+            except TransientModelError as e:
+                response = await self._retry(model, request, index, e)
         dt = time.perf_counter() - t0
         usage = response.usage
         run.prompt_tokens += usage.prompt_tokens
@@ -94,15 +97,15 @@ class _Context(TurnContext):
         )
         return response
 
-    async def _call(self, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
+    async def _retry(
+        self, model: ChatModel, request: ChatRequest, index: int, first: TransientModelError
+    ) -> ChatResponse:
+        """The first attempt raised ``first``: log it and retry with backoff (tenacity)."""
         attempt = 1
         attempts = max(1, self.retry.attempts)
-        try:  # fast path: no tenacity machinery unless the first call fails
-            return await model.complete(request)
-        except TransientModelError as e:
-            self._failed(index, attempt, e, attempt < attempts)
-            if attempts <= 1:
-                raise
+        self._failed(index, attempt, first, attempt < attempts)
+        if attempts <= 1:
+            raise first
         retrying = RetryPolicy(attempts - 1, self.retry.initial_s, self.retry.max_s).retrying()
         async for a in retrying:
             with a:
