@@ -279,3 +279,52 @@ def test_prefill_only_request_warms_the_cache(make_engine, rand_prompt):
     assert warm.finish_reason == "length" and warm.token_ids == []
     hit = eng.submit(system + rand_prompt(5, seed=98), SamplingParams(max_new_tokens=3)).wait(60)
     assert hit.cached_prompt_tokens == 80
+
+
+@pytest.mark.parametrize("which", ["qwen2", "qwen3"])
+def test_fast_decode_path_matches_transformers_forward(which, tiny_model, tiny_model_qwen3, rand_prompt):
+    """The lean decode forward (_fastdecode) gives the HF forward's logits and tokens, rows of unequal length."""
+    from tq_agents.models._engine import Engine
+    from tq_agents.models._engine._fastdecode import FastDecoder, supports
+    from tq_agents.models._engine._kv import SlotKV
+
+    model = tiny_model if which == "qwen2" else tiny_model_qwen3
+    assert supports(model)
+    cfg = model.config
+    kv = SlotKV(
+        layers=cfg.num_hidden_layers,
+        slots=3,
+        kv_heads=cfg.num_key_value_heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        dtype=torch.float32,
+    )
+    kv.buf.normal_(generator=torch.Generator().manual_seed(0))
+    pos = torch.tensor([5, 40, 17])
+    ids = torch.tensor([7, 300, 45])
+    with torch.inference_mode():
+        kv.plan_decode(3, pos)
+        mask = (torch.arange(41)[None, :] <= pos[:, None]).view(3, 1, 1, 41)
+        masks = {k: mask for k in set(getattr(cfg, "layer_types", None) or ["full_attention"])}
+        ref = (
+            model(
+                input_ids=ids.view(3, 1),
+                position_ids=pos.view(3, 1),
+                attention_mask=masks,
+                past_key_values=kv,
+                use_cache=True,
+            )
+            .logits[:, -1]
+            .float()
+        )
+        kv.plan_decode(3, pos)
+        got = FastDecoder(model).decode(ids, pos, kv)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+    prompts = [rand_prompt(n, seed=70 + n) for n in (9, 33, 4)]
+    params = SamplingParams(max_new_tokens=10)
+    outs = []
+    for fast in (True, False):
+        with Engine(model, max_batch_size=3, fast_decode=fast) as eng:
+            assert (eng._fast is not None) == fast
+            outs.append([r.token_ids for r in _run([eng.submit(p, params) for p in prompts])])
+    assert outs[0] == outs[1]
