@@ -689,3 +689,19 @@ N = 5000
 def test_pathological_inputs(text: str, n_calls: int, n_errors: int) -> None:
     r = parse(text, family="qwen3")
     assert (len(r.tool_calls), len(r.errors)) == (n_calls, n_errors)
+
+
+def test_tool_response_tag_inside_a_string_argument_is_not_a_made_up_response() -> None:
+    """Regression (found by the fuzz test): the tag inside a JSON string must not cut the call."""
+    text = '<tool_call>\n{"name": "plan", "arguments": {"meta": {"k": "<tool_response>"}}}\n</tool_call>'
+    r = parse(text, family="qwen2.5")
+    assert r.errors == []
+    assert [(c.name, c.arguments) for c in r.tool_calls] == [("plan", {"meta": {"k": "<tool_response>"}})]
+    # an unclosed call whose string mentions the tag is still read as one call
+    r = parse(text.removesuffix("\n</tool_call>"), family="qwen2.5")
+    assert [c.arguments for c in r.tool_calls] == [{"meta": {"k": "<tool_response>"}}]
+    # while a response written after the call block is still refused as made up
+    fake = text + '\n<tool_response>\nok\n</tool_response>\n<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>'
+    r = parse(fake, family="qwen2.5")
+    assert [c.name for c in r.tool_calls] == ["plan"]
+    assert [e.name for e in r.errors] == ["b"] and "<tool_response>" in r.errors[0].reason

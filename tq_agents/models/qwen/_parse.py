@@ -30,6 +30,7 @@ from tq_agents.models.qwen._extract import (
     FENCE_RE,
     HERMES_SHAPE,
     TC_CLOSE,
+    TC_OPEN,
     TH_CLOSE,
     TH_OPEN,
     XML_SHAPE,
@@ -202,6 +203,28 @@ def _clean(piece: str) -> str:
     return "" if FENCE_RE.fullmatch(piece) else piece
 
 
+def _made_up_response(segment: str) -> int:
+    """Index of the first ``<tool_response>`` the model wrote itself, or -1.
+
+    An occurrence inside a tool call (a string argument that mentions the tag, or an XML parameter value)
+    is not a response: it is inside a call when a ``<tool_call>`` before it is still open and either a
+    ``</tool_call>`` closes that call after it, or it sits inside a JSON string (odd number of quotes).
+    """
+    start = 0
+    while (p := segment.find(_TR_OPEN, start)) >= 0:
+        start = p + len(_TR_OPEN)
+        opened = segment.rfind(TC_OPEN, 0, p)
+        if opened < 0 or segment.rfind(TC_CLOSE, 0, p) > opened:
+            return p  # not inside an open call
+        closes = segment.find(TC_CLOSE, p)
+        reopens = segment.find(TC_OPEN, p)
+        closed_after = closes >= 0 and (reopens < 0 or closes < reopens)
+        body = segment[opened:p].replace("\\\\", "").replace('\\"', "")
+        if not closed_after and body.count('"') % 2 == 0:
+            return p
+    return -1
+
+
 def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -> ParsedCompletion:
     turn_end = _TURN_END_RE.search(text)
     if turn_end is not None:  # the assistant turn ends there (an engine that did not stop on it)
@@ -217,8 +240,9 @@ def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -
         if made_up is not None:  # everything after a made-up tool response is untrusted
             made_up.extend(extract(segment)[0])
             continue
-        if not is_reasoning and _TR_OPEN in segment:
-            segment, _, tail = segment.partition(_TR_OPEN)
+        cut = -1 if is_reasoning else _made_up_response(segment)
+        if cut >= 0:
+            segment, tail = segment[:cut], segment[cut + len(_TR_OPEN) :]
             made_up = extract(tail)[0]
         found, pieces = extract(segment)
         if is_reasoning:
