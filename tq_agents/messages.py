@@ -263,6 +263,12 @@ class Review(Message):
     issues: list[ReviewIssue] = Field(default_factory=list, description="Problems found.")
     suggested_fix: str = Field(default="", description="Overall suggestion for the next revision.")
 
+    def revision_request(self) -> str:
+        """The verdict as an instruction to the author: the overall fix, then one line per issue."""
+        lines = [f"The reviewer asks for a revision. {self.suggested_fix}".strip()]
+        lines += [f"- [{i.severity}] {i.description} {i.suggested_fix}".rstrip() for i in self.issues]
+        return "\n".join(lines)
+
 
 class SupportReply(Message):
     """A reply to an e-commerce customer."""

@@ -72,9 +72,7 @@ class CodeReview(Review):
     code: dict[str, Any] = Field(default_factory=dict, description="The ExecutedCode payload.")
 
     def to_prompt(self) -> str:
-        lines = [f"The reviewer asks for changes. {self.suggested_fix}".strip()]
-        lines += [f"- [{i.severity}] {i.description} {i.suggested_fix}".rstrip() for i in self.issues]
-        return "\n".join(lines)
+        return self.revision_request()
 
 
 class CodeReport(FinalReport):

@@ -101,9 +101,7 @@ class TranslationReview(Review):
     draft: dict[str, object] = Field(default_factory=dict, description="The TranslationDraft payload.")
 
     def to_prompt(self) -> str:
-        lines = [f"The reviewer asks for a revision. {self.suggested_fix}".strip()]
-        lines += [f"- [{i.severity}] {i.description} {i.suggested_fix}".rstrip() for i in self.issues]
-        return "\n".join(lines)
+        return self.revision_request()
 
 
 class FinalTranslation(Translation):
