@@ -15,8 +15,8 @@ log = logging.getLogger("tq_agents.engine")
 
 DTYPES = ("fp32", "bf16", "int8")
 # Chosen by measurement (benchmarks/engine.py, "precision" table, 2-core AVX-512 VNNI CPU): int8 had the best
-# prefill AND decode speed (e.g. prefill 163 vs 66 tok/s fp32 / 127 bf16; batch-1 decode 73 vs 297 / 230 ms),
-# so a prompt-heavy agent turn is ~3x faster than fp32. Quality: logits within 6% (relative L2) of fp32 on the
+# prefill AND decode speed (e.g. prefill 494 vs 179 tok/s fp32 / 391 bf16; batch-1 decode 31.6 vs 144 / 82 ms),
+# so a prompt-heavy agent turn is ~3.8x faster than fp32. Quality: logits within 6% (relative L2) of fp32 on the
 # tiny checkpoint, greedy tokens identical (tests/engine/test_precision.py). Pass dtype="fp32" for exactness.
 DEFAULT_DTYPE = "int8"
 
