@@ -21,6 +21,11 @@ shared with other jobs, so absolute figures are noisy; ratios were measured with
   per-row positions and an explicit attention mask, so any transformers Qwen2/Qwen3 model runs unchanged.
 * Prefix cache: longest-common-prefix index over token ids (``PrefixCache``), LRU eviction under a byte budget,
   reuse by copying the cached KV into the request's slot; Qwen3's history rewrite simply matches less.
+* Decode steps of Qwen2/Qwen3 run through ``_fastdecode.FastDecoder`` (the model's own weights, no HF module
+  stack, GQA attention via ``scaled_dot_product_attention(enable_gqa=True)`` with no mask when all rows have
+  equal length, int8 q/k/v and gate/up fused into one quantized linear each): int8 batch-1 decode went from
+  49 to 34 ms/token in the benchmark; prefill keeps the transformers forward. ``Engine(fast_decode=False)``
+  turns it off; tests check it gives the transformers forward's logits and tokens.
 * Precision: ``int8`` (x86 dynamic-quantized linears) is the default because it was fastest for both prefill
   and decode here; see ``_loader.DEFAULT_DTYPE`` and ``benchmarks/engine.py``.
 """
