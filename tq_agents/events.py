@@ -47,10 +47,28 @@ _response_json = ChatResponse.__pydantic_serializer__.to_json
 _EVENT_TYPES: dict[str, type[Event]] = {}
 
 
+_PLAIN_EXCLUDE: dict[str, Any] = {
+    "message": {"tool_call_id", "name", "reasoning_content", "tool_calls"},
+    "raw_text": True,
+    "tool_call_errors": True,
+    "finish_reason": True,
+}
+
+
 def _unset(r: ChatResponse) -> dict[str, Any]:
     """The fields of ``r`` that hold their (empty) defaults, as a serializer ``exclude`` (cheaper than
     ``exclude_defaults``, which compares every field, nested models by ``__eq__``)."""
     m = r.message
+    if (
+        m.tool_call_id is None
+        and m.name is None
+        and m.reasoning_content is None
+        and not m.tool_calls
+        and r.raw_text is None
+        and not r.tool_call_errors
+        and r.finish_reason == "stop"
+    ):  # a plain text answer (the common case): one shared exclude, no sets built
+        return _PLAIN_EXCLUDE
     ex_m = {
         k
         for k, v in (("tool_call_id", m.tool_call_id), ("name", m.name), ("reasoning_content", m.reasoning_content))

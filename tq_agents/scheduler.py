@@ -130,7 +130,7 @@ class Run:
         self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
         self._pending: dict[str, None] = {}
         self._running: dict[str, _Turn] = {}
-        self._adopting = False
+        self._adopting: asyncio.Task[Any] | None = None  # the task that may run the next turn (``_end_turn``)
         self._adopted: tuple[_Node, _Turn] | None = None
         # inline mode (``Workflow.run``): the first turn runs in the awaiting task itself (see ``_drive``)
         self._inline = False
@@ -366,10 +366,10 @@ class Run:
     def _launch(self, node: _Node, turn: _Turn) -> None:
         node.busy = True
         self._running[turn.turn_id] = turn
-        if self._adopting and self._adopted is None:
+        if self._adopting is not None and self._adopted is None:
             # the task that just finished a turn runs this one next: no new task, same concurrency
             self._adopted = (node, turn)
-            turn.task = asyncio.current_task()
+            turn.task = self._adopting  # the current task (no current_task() lookup)
             return
         if self._inline:  # the first turn of a ``Workflow.run``: the awaiting task runs it (``_drive``)
             self._inline = False
@@ -421,11 +421,52 @@ class Run:
             self._end_turn(self._nodes[t.node], t, adopt=False)
 
     async def _run_turn(self, node: _Node, turn: _Turn) -> None:
-        next_turn: tuple[_Node, _Turn] | None = (node, turn)
+        """Run ``turn``, then each turn it hands over (``_end_turn``) in this same task: one coroutine frame
+        for a whole chain of turns (the turn body is inlined here, not a coroutine per turn)."""
         try:
-            while next_turn is not None:
+            while True:
+                spec = node.spec
+                outputs: list[Message] = []
+                status, reason = "completed", ""
+                usage = _NO_USAGE
+                try:
+                    if spec.agent is not None:
+                        agent = spec.agent
+                        res = await agent.run_turn(
+                            turn.inputs,
+                            history=node.history if agent.remember else (),
+                            context=_Context(self, turn),
+                            model=agent.model or self.model,
+                        )
+                        usage = res.usage
+                        if res.output is not None:
+                            outputs = [res.output]
+                        else:
+                            status, reason = "failed", res.reason
+                    else:
+                        outputs = await self._call_function(spec, turn.inputs)
+                except _Stop as s:
+                    self._stop(s.status, s.reason)
+                    next_turn = self._end_turn(node, turn)
+                    if next_turn is None:
+                        return
+                    node, turn = next_turn
+                    continue
+                except asyncio.CancelledError:
+                    if self._stop_status is None:  # not cancelled by a stop of ours: the run's caller cancelled
+                        self._stop("cancelled", f"the task running turn {turn.turn_id} was cancelled")
+                    self._end_turn(node, turn, adopt=False)
+                    return
+                except Exception as e:
+                    status, reason = "failed", f"{type(e).__name__}: {e}"
+                try:  # errors from here on (a bug, a broken store) reach the outer handler
+                    self._complete_turn(node, turn, outputs, status, reason, usage)
+                except _Stop as s:
+                    self._stop(s.status, s.reason)
+                next_turn = self._end_turn(node, turn)
+                if next_turn is None:
+                    return
                 node, turn = next_turn
-                next_turn = await self._one_turn(node, turn)
         except Exception as e:  # a bug or a broken store: end the run with a status instead of hanging
             self._crash(e)
 
@@ -444,43 +485,6 @@ class Run:
             self._result = RunResult(self.run_id, self.workflow.name, "failed", reason, turns=self.turns)
             if not self._done.done():
                 self._done.set_result(self._result)
-
-    async def _one_turn(self, node: _Node, turn: _Turn) -> tuple[_Node, _Turn] | None:
-        spec = node.spec
-        outputs: list[Message] = []
-        status, reason = "completed", ""
-        usage = _NO_USAGE
-        try:
-            if spec.agent is not None:
-                agent = spec.agent
-                res = await agent.run_turn(
-                    turn.inputs,
-                    history=node.history if agent.remember else (),
-                    context=_Context(self, turn),
-                    model=agent.model or self.model,
-                )
-                usage = res.usage
-                if res.output is not None:
-                    outputs = [res.output]
-                else:
-                    status, reason = "failed", res.reason
-            else:
-                outputs = await self._call_function(spec, turn.inputs)
-        except _Stop as s:
-            self._stop(s.status, s.reason)
-            return self._end_turn(node, turn)
-        except asyncio.CancelledError:
-            if self._stop_status is None:  # not cancelled by a stop of ours: the run's caller cancelled
-                self._stop("cancelled", f"the task running turn {turn.turn_id} was cancelled")
-            self._end_turn(node, turn, adopt=False)
-            return None
-        except Exception as e:
-            status, reason = "failed", f"{type(e).__name__}: {e}"
-        try:
-            self._complete_turn(node, turn, outputs, status, reason, usage)
-        except _Stop as s:
-            self._stop(s.status, s.reason)
-        return self._end_turn(node, turn)  # errors here reach _run_turn's handler
 
     async def _call_function(self, spec: NodeSpec, inputs: list[Message]) -> list[Message]:
         assert spec.fn is not None
@@ -572,11 +576,12 @@ class Run:
         self._running.pop(turn.turn_id, None)
         if node.inbox:
             self._pending[node.spec.name] = None
-        self._adopting, self._adopted = adopt, None
+        # adopt: called by the task that ran ``turn`` (``_run_turn``), so ``turn.task`` is the current task
+        self._adopting, self._adopted = turn.task if adopt else None, None
         try:
             self._schedule()
         finally:
-            self._adopting = False
+            self._adopting = None
         if not self._running:
             self._finish()
         return self._adopted

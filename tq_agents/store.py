@@ -158,7 +158,10 @@ class RunStore(abc.ABC):
                 seq = top + 1
             self._next_seq[run_id] = seq + 1
             self._buffer.append((run_id, seq, ts, kind, data))
-            if self._flush_handle is None or self._flush_loop is not _get_running_loop():
+            # a timer is armed unless one is pending in a loop still running (a closed loop's timer never fires);
+            # no running-loop lookup per append (it costs a getpid() syscall on Python 3.11)
+            loop = self._flush_loop
+            if loop is None or not loop.is_running():
                 self._schedule_flush()
             return seq
 
