@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.timeout(240)
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_constrained_benchmark_quick(tiny_checkpoint: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "constrained.py"), "--quick"]
-    cmd += ["--checkpoint", str(tiny_checkpoint)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=220, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
+def test_constrained_benchmark_quick(tiny_checkpoint: Path, run_benchmark: Callable[..., str]) -> None:
+    text = run_benchmark("constrained", "--quick", "--checkpoint", str(tiny_checkpoint), timeout=220)
+    lines = text.strip().splitlines()
     assert re.fullmatch(r"constrained overhead: -?\d+(\.\d+)?%", lines[-1]), lines[-1]
-    text = proc.stdout
     assert re.search(r"decode without grammar: +\d+\.\d+ tok/s", text)
     assert re.search(r"decode with grammar: +\d+\.\d+ tok/s", text)
     assert re.search(r"per-token overhead: [+-]\d+\.\d+ ms", text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(180)
-def test_orchestration_benchmark_quick() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "orchestration.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=170,
-    ).stdout
+def test_orchestration_benchmark_quick(run_benchmark: Callable[..., str]) -> None:
+    out = run_benchmark("orchestration", "--quick", timeout=170)
     lines = out.strip().splitlines()
     assert re.fullmatch(r"ratio autogen/tq-sqlite: \d+(\.\d+)?", lines[-1]), out
     for label in ("tq-agents (SQLite store):", "tq-agents (memory store):", "AutoGen GraphFlow:"):

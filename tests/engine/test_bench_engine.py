@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,22 +19,12 @@ def _llama_cpp_available() -> bool:
 
 
 @pytest.mark.timeout(240)
-def test_engine_benchmark_quick_runs(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--quick", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=230,
-        cwd=ROOT,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+def test_engine_benchmark_quick_runs(tmp_path, run_benchmark):
+    out = run_benchmark("engine", "--quick", "--workdir", str(tmp_path), timeout=230, env={"PYTHONPATH": str(ROOT)})
+    lines = [ln for ln in out.splitlines() if ln.strip()]
     assert lines[-2].startswith("speedup tq/naive: ")
     assert float(lines[-2].split(": ")[1]) > 0
     assert lines[-1].startswith("speedup tq/llama.cpp-q8: ")
-    out = proc.stdout
     assert "tq engine" in out and "naive HF generate" in out and "batch-1 decode" in out
     if _llama_cpp_available():
         assert "llama.cpp Q8_0" in out and "llama.cpp F16" in out

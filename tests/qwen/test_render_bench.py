@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.timeout(180)
-def test_render_benchmark_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "render.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=170,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+def test_render_benchmark_quick(run_benchmark: Callable[..., str]) -> None:
+    lines = run_benchmark("render", "--quick", timeout=170).strip().splitlines()
     assert re.match(r"corpus: \d+ chats over 3 families", lines[0]), lines[0]
     assert re.fullmatch(r"render µs tq/jinja: \d+\.\d/\d+\.\d", lines[-1]), lines[-1]
