@@ -115,7 +115,8 @@ class Agent:
         output_type: A ``Message`` subclass; ``TextMessage`` means free text.
         max_tool_iterations: Rounds of tool calls allowed in one turn before it fails.
         max_output_retries: How often an unparsable final answer is fed back before the turn fails.
-        tool_choice: ``"auto"``/``"required"``/``"none"``/a tool name, for the first request of a turn.
+        tool_choice: ``"auto"``/``"required"``/``"none"``/a tool name, for the first request of a turn (and for the
+            next one while a round brought only malformed calls, so a required call is still owed).
         max_tokens: Completion-token cap per model call.
         temperature: Sampling temperature.
         enable_thinking: Qwen3 thinking switch (``None`` = model default).
@@ -291,6 +292,7 @@ class Agent:
             if force_final and (tool_rounds >= self.max_tool_iterations or retries):
                 tool_choice = "none"
             request = self._request(messages, tool_choice)
+            asked = tool_choice
             if tool_choice != "none":
                 tool_choice = "auto"
             try:
@@ -312,6 +314,8 @@ class Agent:
                 tool_rounds += 1
                 messages.extend(await self._run_tools(ctx, response))
                 result.tool_calls += len(reply.tool_calls)
+                if not reply.tool_calls and asked not in ("auto", "none"):
+                    tool_choice = asked  # only malformed calls: a required/named call is still owed
                 continue
             parsed = self.parse_output(reply.content, run_id=ctx.run_id)
             if isinstance(parsed, Message):

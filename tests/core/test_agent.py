@@ -90,6 +90,18 @@ def test_malformed_tool_calls_from_backend_are_shown_to_model() -> None:
     assert last.role == "tool" and "could not be used: invalid JSON" in last.content
 
 
+def test_required_tool_choice_is_kept_until_a_call_is_usable() -> None:
+    bad = ChatResponse(
+        message=ChatMessage(role="assistant", content=""),
+        tool_call_errors=[MalformedToolCall(index=0, raw='<tool_call>{"na', reason="cut off", name=None)],
+    )
+    model = ScriptedModel({"a": [bad, call("lookup_order", order_id="A1001"), "done"]})
+    agent = Agent("a", model=model, tools=[lookup_order], tool_choice="required")
+    res = run(agent.run_turn([UserInput(text="x")]))
+    assert res.status == "completed" and res.tool_calls == 1
+    assert [r.tool_choice for r in model.requests] == ["required", "required", "auto"]
+
+
 def test_output_validation_error_is_fed_back_then_succeeds() -> None:
     model = ScriptedModel({"rev": ["not json", {"verdict": "maybe"}, '```json\n{"verdict": "approve"}\n```']})
     res = run(Agent("rev", model=model, output_type=Review, max_output_retries=2).run_turn([UserInput(text="x")]))
