@@ -37,6 +37,7 @@ from tq_agents.models._engine._loader import (
     DTYPES,
     close_all_engines,
     get_engine,
+    in_fresh_thread,
     load_model,
     quantize_int8,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "TokenConstraint",
     "close_all_engines",
     "get_engine",
+    "in_fresh_thread",
     "load_model",
     "quantize_int8",
 ]

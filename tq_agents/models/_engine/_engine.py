@@ -28,6 +28,7 @@ from tq_agents.errors import ModelRequestError
 from tq_agents.models._engine._fastdecode import FastDecoder
 from tq_agents.models._engine._fastdecode import supports as supports_fast_decode
 from tq_agents.models._engine._kv import PrefixCache, SlotKV
+from tq_agents.models._engine._loader import in_fresh_thread
 from tq_agents.models._engine._sampling import make_generator, sample_row
 from tq_agents.models._engine._types import GenerationHandle, GenerationResult, SamplingParams, TokenConstraint
 
@@ -91,11 +92,15 @@ class Engine:
         kv_heads = int(getattr(cfg, "num_key_value_heads", cfg.num_attention_heads))
         head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
         dtype = _activation_dtype(model)
-        self.kv = SlotKV(layers=layers, slots=max_batch_size + 1, kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+        # torch set-up work (zeroed KV buffers, fused/scripted decode step) in a throwaway thread: see in_fresh_thread
+        self.kv = in_fresh_thread(
+            lambda: SlotKV(layers=layers, slots=max_batch_size + 1, kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+        )
         self.cache = PrefixCache(cache_budget_bytes) if prefix_cache else None
         self._mask_keys = sorted(set(getattr(cfg, "layer_types", None) or ["full_attention"]))
         # decode steps bypass the HF module stack where the architecture allows (see _fastdecode)
-        self._fast = FastDecoder(model) if fast_decode and supports_fast_decode(model) else None
+        fast = fast_decode and supports_fast_decode(model)
+        self._fast = in_fresh_thread(lambda: FastDecoder(model)) if fast else None
 
         self._lock = threading.Lock()
         self._wake = threading.Event()

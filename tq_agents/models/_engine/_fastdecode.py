@@ -10,6 +10,9 @@ works unchanged) with the minimum of tensor ops per layer:
 * attention reads the slot views with ``scaled_dot_product_attention(enable_gqa=True)`` -- no 14-head
   ``repeat_kv`` copies -- and needs no mask at all when every row has the same length (always at batch 1).
 
+The per-layer loop then runs as one TorchScript module (``_scripted.py``: the same ops, dispatched from C++, not
+Python); :class:`FastDecoder` keeps the Python loop as the reference and as the path when scripting fails.
+
 It is used for decode steps only (prefill keeps the HF forward, whose per-call overhead is amortised over the
 chunk). :func:`supports` says whether a model qualifies; the engine falls back to the HF forward otherwise.
 The engine tests compare its tokens with HF ``generate`` (Qwen2 and Qwen3 tiny checkpoints).
@@ -17,12 +20,15 @@ The engine tests compare its tokens with HF ``generate`` (Qwen2 and Qwen3 tiny c
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 __all__ = ["FastDecoder", "supports"]
+
+log = logging.getLogger(__name__)
 
 
 def supports(model: Any) -> bool:
@@ -58,7 +64,7 @@ def _fuse(mods: list[Any]) -> Any:
                 0,
             )
             biases = [m.bias() for m in mods]
-            bias = torch.cat(biases, 0) if all(x is not None for x in biases) else None
+            bias = torch.cat(biases, 0).detach() if all(x is not None for x in biases) else None
             fused = DynLinear(qw.shape[1], qw.shape[0], bias_=bias is not None, dtype=torch.qint8)
             fused.set_weight_bias(qw, bias)
             return fused
@@ -108,7 +114,7 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
 class FastDecoder:
     """``decode(input_ids [B], positions [B], kv) -> fp32 logits [B, V]`` for the engine's decode step."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, script: bool = True) -> None:
         cfg = model.config
         inner = model.model
         self.embed = inner.embed_tokens
@@ -122,6 +128,14 @@ class FastDecoder:
         rot = inner.rotary_emb
         self.inv_freq = rot.inv_freq.float()
         self.rope_scale = float(getattr(rot, "attention_scaling", 1.0))
+        self.scripted: Any = None
+        if script:
+            try:
+                from tq_agents.models._engine._scripted import script_step
+
+                self.scripted = script_step(self)
+            except Exception as e:  # a torch without TorchScript, or a module it cannot script
+                log.warning("decode step runs in Python (TorchScript failed: %s: %s)", type(e).__name__, e)
 
     def decode(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: Any) -> torch.Tensor:
         b = int(input_ids.shape[0])
@@ -134,8 +148,10 @@ class FastDecoder:
         mask = None
         if b > 1 and not bool((positions == positions[0]).all()):
             mask = (torch.arange(kv_len)[None, :] <= positions[:, None]).view(b, 1, 1, kv_len)
-        rows = torch.arange(b)
         p0 = int(positions[0])
+        if self.scripted is not None:
+            return self.scripted(x, cos, sin, kv.buf, positions, p0, kv_len, mask)  # type: ignore[no-any-return]
+        rows = torch.arange(b)
         nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
         nq = nh + nkv
         buf = kv.buf

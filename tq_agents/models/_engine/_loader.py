@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tq_agents.errors import ConfigError, ModelUnavailableError
 
-__all__ = ["DEFAULT_DTYPE", "DTYPES", "get_engine", "load_model", "quantize_int8"]
+__all__ = ["DEFAULT_DTYPE", "DTYPES", "get_engine", "in_fresh_thread", "load_model", "quantize_int8"]
 
 log = logging.getLogger("tq_agents.engine")
+
+T = TypeVar("T")
 
 DTYPES = ("fp32", "bf16", "int8")
 # Chosen by measurement (benchmarks/engine.py, "precision" table, 2-core AVX-512 VNNI CPU): int8 had the best
@@ -19,6 +22,34 @@ DTYPES = ("fp32", "bf16", "int8")
 # so a prompt-heavy agent turn is ~3.8x faster than fp32. Quality: logits within 6% (relative L2) of fp32 on the
 # tiny checkpoint, greedy tokens identical (tests/engine/test_precision.py). Pass dtype="fp32" for exactness.
 DEFAULT_DTYPE = "int8"
+
+
+def in_fresh_thread(fn: Callable[[], T], *, name: str = "tq-load") -> T:
+    """Run ``fn`` in a new short-lived thread and return its result (its exception is re-raised here).
+
+    Why: torch's OpenMP (libgomp) gives every thread that runs a parallel op its own worker pool, kept until that
+    thread exits. Once a process has more OpenMP threads than CPUs, libgomp stops spin-waiting and every parallel
+    region of every thread pays a futex wake-up: measured on 2 cores, a parallel ``add`` 12 -> 56 us, the int8
+    batch-1 decode step of the Qwen2.5-0.5B shape 21 -> 26 ms, once the main thread had run one parallel op (model
+    loading does) and the engine thread decoded. So the engine does its torch set-up work (loading, quantizing,
+    KV buffers, fusing) in throwaway threads, leaving the engine thread's pool the only one; code that embeds the
+    engine should likewise keep heavy torch work off long-lived threads (``benchmarks/engine.py`` does).
+    """
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # re-raised in the caller's thread
+            box.append((False, e))
+
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    t.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def _resolve(path_or_id: str | Path) -> Path:
@@ -68,18 +99,22 @@ def load_model(path_or_id: str | Path, *, dtype: str | None = None, device: str 
     from transformers import AutoModelForCausalLM
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, attn_implementation="sdpa")
-    except Exception as e:
-        raise ModelUnavailableError(
-            f"could not load the checkpoint at {path}: {type(e).__name__}: {e}".splitlines()[0],
-            hint="check that the directory holds config.json and *.safetensors of a causal LM",
-        ) from e
-    model.eval()
-    if dtype == "int8":
-        quantize_int8(model)
-    model.tq_dtype = dtype
-    return model
+
+    def load() -> Any:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, attn_implementation="sdpa")
+        except Exception as e:
+            raise ModelUnavailableError(
+                f"could not load the checkpoint at {path}: {type(e).__name__}: {e}".splitlines()[0],
+                hint="check that the directory holds config.json and *.safetensors of a causal LM",
+            ) from e
+        model.eval()
+        if dtype == "int8":
+            quantize_int8(model)
+        model.tq_dtype = dtype
+        return model
+
+    return in_fresh_thread(load)  # not in the caller's thread: see in_fresh_thread
 
 
 _ENGINES: dict[tuple[str, str, str], Any] = {}
