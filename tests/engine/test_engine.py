@@ -328,3 +328,63 @@ def test_fast_decode_path_matches_transformers_forward(which, tiny_model, tiny_m
             assert (eng._fast is not None) == fast
             outs.append([r.token_ids for r in _run([eng.submit(p, params) for p in prompts])])
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("which", ["qwen2", "qwen3"])
+def test_scripted_decode_step_equals_python_step(which, dtype, tiny_checkpoint, tiny_checkpoint_qwen3):
+    """The TorchScript decode step (the default) computes what the Python loop computes, at every precision,
+    for one row and for rows of unequal length."""
+    from tq_agents.models._engine import load_model
+    from tq_agents.models._engine._fastdecode import FastDecoder
+    from tq_agents.models._engine._kv import SlotKV
+
+    model = load_model(str(tiny_checkpoint if which == "qwen2" else tiny_checkpoint_qwen3), dtype=dtype)
+    scripted, python = FastDecoder(model), FastDecoder(model, script=False)
+    assert scripted.scripted is not None, "TorchScript failed on this torch: see the warning logged"
+    assert python.scripted is None
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    for pos in (torch.tensor([23]), torch.tensor([5, 40, 17])):
+        b = int(pos.shape[0])
+        kv = SlotKV(layers=cfg.num_hidden_layers, slots=3, kv_heads=cfg.num_key_value_heads, head_dim=head_dim,
+                    dtype=kv_dtype)  # fmt: skip
+        kv.buf.normal_(generator=torch.Generator().manual_seed(1))
+        ids = torch.tensor([7, 300, 45][:b])
+        with torch.inference_mode():
+            kv.plan_decode(b, pos)
+            want = python.decode(ids, pos, kv)
+            kv.plan_decode(b, pos)
+            got = scripted.decode(ids, pos, kv)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_decoder_logs_and_runs_python_when_scripting_fails(tiny_model, monkeypatch, caplog):
+    import logging
+
+    from tq_agents.models._engine import _scripted
+    from tq_agents.models._engine._fastdecode import FastDecoder
+
+    def broken(fd):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(_scripted, "script_step", broken)
+    with caplog.at_level(logging.WARNING, logger="tq_agents.models._engine._fastdecode"):
+        fd = FastDecoder(tiny_model)
+    assert fd.scripted is None
+    assert "TorchScript failed: RuntimeError: no TorchScript here" in caplog.text
+
+
+def test_in_fresh_thread_returns_raises_and_leaves_the_caller_thread():
+    import threading
+
+    from tq_agents.errors import ModelUnavailableError
+    from tq_agents.models._engine import in_fresh_thread
+
+    caller = threading.get_ident()
+    assert in_fresh_thread(threading.get_ident) != caller
+    assert in_fresh_thread(lambda: 41 + 1) == 42
+    with pytest.raises(ModelUnavailableError, match="boom"):
+        in_fresh_thread(lambda: (_ for _ in ()).throw(ModelUnavailableError("boom")))
