@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 DTYPES = ("fp32", "bf16", "int8")
 # Chosen by measurement (benchmarks/engine.py, "precision" table, 2-core AVX-512 VNNI CPU): int8 had the best
-# prefill AND decode speed (e.g. prefill 494 vs 179 tok/s fp32 / 391 bf16; batch-1 decode 31.6 vs 144 / 82 ms),
+# prefill AND decode speed (e.g. prefill 554 vs 205 tok/s fp32 / 410 bf16; batch-1 decode 18.1 vs 139 / 72 ms),
 # so a prompt-heavy agent turn is ~3.8x faster than fp32. Quality: logits within 6% (relative L2) of fp32 on the
 # tiny checkpoint, greedy tokens identical (tests/engine/test_precision.py). Pass dtype="fp32" for exactness.
 DEFAULT_DTYPE = "int8"
