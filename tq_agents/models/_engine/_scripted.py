@@ -12,6 +12,7 @@ warning is silenced here and nowhere else. If scripting fails, the engine logs w
 No ``from __future__ import annotations`` in this file: TorchScript reads the annotations.
 """
 
+import threading
 import warnings
 from typing import Any
 
@@ -137,8 +138,11 @@ class ScriptedStep(torch.nn.Module):
         return self.lm_head(x).float()
 
 
+_SCRIPT_LOCK = threading.Lock()  # the TorchScript compiler keeps global state: one compilation at a time
+
+
 def script_step(fd: Any) -> torch.jit.ScriptModule:
     """Script :class:`ScriptedStep` over ``fd``'s weights (shared, not copied). Raises whatever scripting raises."""
-    with warnings.catch_warnings():
+    with _SCRIPT_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
         return torch.jit.script(ScriptedStep(fd).eval())
