@@ -7,6 +7,7 @@ of its pydantic type.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -54,17 +55,24 @@ class BackendsReport(Message):
 
 
 class Recorder:
-    """Wraps a ChatModel and keeps every response (to check every emitted call)."""
+    """Wraps a ChatModel and keeps every response (to check every emitted call).
+
+    Requests without a seed get one (1000, 1001, ... per Recorder): the scenario samples at temperature 1.0, and a
+    seeded request gives the same tokens on every run (a retried request, too), so the tests are deterministic.
+    """
 
     def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
         self.responses: list[ChatResponse] = []
+        self._seeds = itertools.count(1000)
 
     @property
     def model_name(self) -> str:
         return self.inner.model_name
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        if request.seed is None:
+            request = request.model_copy(update={"seed": next(self._seeds)})
         resp = await self.inner.complete(request)
         self.responses.append(resp)
         return resp
