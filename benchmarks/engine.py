@@ -14,9 +14,9 @@ Run three ways, each on the same random-weight checkpoint of Qwen2.5-0.5B-Instru
     ``Llama``; its own longest-prefix KV reuse with the previous prompt is on, as in its server's default).
 
 Prints wall time and aggregate generated tokens/s for each, the measured memory read bandwidth and the batch-1
-decode bandwidth the engine achieves (weight bytes read per step / step time; decode and bandwidth probes are
-interleaved over three rounds, best of each, since both drift with the load of this shared machine). The last
-lines are
+decode bandwidth the engine achieves (weight bytes read per step / step time, as a share of the read bandwidth
+probed right before, in five rounds; the median round is reported, since both drift with the load of this
+shared machine). The last lines are
 
     speedup tq/naive: X
     speedup tq/llama.cpp-q8: Y
@@ -143,8 +143,8 @@ def llama_round(llm, new: int):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def read_bandwidth_gbs(threads: int) -> float:
-    """Best-of-5 GB/s of summing a 512 MiB fp32 tensor (larger than any cache) with ``threads`` threads."""
+def read_bandwidth_gbs(threads: int, reps: int = 5) -> float:
+    """Best-of-``reps`` GB/s of summing a 512 MiB fp32 tensor (larger than any cache) with ``threads`` threads."""
     import torch
 
     old = torch.get_num_threads()
@@ -152,7 +152,7 @@ def read_bandwidth_gbs(threads: int) -> float:
     try:
         a = torch.ones(128 * 1024 * 1024, dtype=torch.float32)
         a.sum()
-        best = min(_timed(a.sum) for _ in range(5))
+        best = min(_timed(a.sum) for _ in range(reps))
         return a.numel() * 4 / best / 1e9
     finally:
         torch.set_num_threads(old)
@@ -369,26 +369,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['decode_seconds']:.1f}s ({s['decode_seconds'] / max(s['decode_steps'], 1) * 1000:.0f} ms/step)",
         flush=True,
     )
-    # batch-1 decode vs read bandwidth, interleaved (both drift with the machine's load): best decode step and
-    # best bandwidth over the rounds, the bandwidth including the probe at the start (the highest is the
-    # conservative denominator)
-    steps, bws = [], [(bw1, 1), (bwn, threads)]
-    for _ in range(1 if a.quick else 3):
-        steps.append(batch1_decode(engine, vocab, 8 if a.quick else 24, reps=2))
-        bws += [(in_fresh_thread(lambda: read_bandwidth_gbs(1)), 1)]
-        bws += [(in_fresh_thread(lambda: read_bandwidth_gbs(threads)), threads)]
-    step = min(steps)
+    # batch-1 decode vs read bandwidth, measured side by side in rounds (both drift with the load of this shared
+    # machine): each round probes the bandwidth (1 and all threads, the higher counts) right before its decode
+    # steps; the reported share is the median of the rounds' shares
     wbytes = in_fresh_thread(lambda m=model: weight_bytes_per_token(m))  # unpacking int8 weights runs parallel ops
-    gbs = wbytes / step / 1e9
-    bw, bw_thr = max(bws)
+    rounds = []
+    for _ in range(1 if a.quick else 5):
+        probes = [
+            (in_fresh_thread(lambda: read_bandwidth_gbs(1, reps=3)), 1),
+            (in_fresh_thread(lambda: read_bandwidth_gbs(threads, reps=3)), threads),
+        ]
+        step_r = batch1_decode(engine, vocab, 8 if a.quick else 24, reps=2)
+        bw_r, thr_r = max(probes)
+        rounds.append((wbytes / step_r / 1e9 / bw_r, step_r, bw_r, thr_r))
     print(
-        f"  batch-1 rounds: decode ms/token {', '.join(f'{x * 1000:.1f}' for x in steps)}; "
-        f"read GB/s {', '.join(f'{b:.1f}' for b, _ in bws)}",
+        "  batch-1 rounds (decode ms/token @ read GB/s = share): "
+        + ", ".join(f"{st * 1000:.1f} @ {bw:.1f} = {sh:.0%}" for sh, st, bw, _ in rounds),
         flush=True,
     )
+    share, step, bw, bw_thr = sorted(rounds)[len(rounds) // 2]
+    gbs = wbytes / step / 1e9
     print(
         f"batch-1 decode: {step * 1000:.1f} ms/token, {wbytes / 1e6:.0f} MB weights/token -> {gbs:.1f} GB/s "
-        f"= {gbs / bw:.0%} of measured {bw:.1f} GB/s ({bw_thr}-thread read bandwidth, the best measured)",
+        f"= {share:.0%} of measured {bw:.1f} GB/s ({bw_thr}-thread read bandwidth of the same round; the median "
+        f"round of {len(rounds)})",
         flush=True,
     )
     engine.close()

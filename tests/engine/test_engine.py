@@ -388,3 +388,25 @@ def test_in_fresh_thread_returns_raises_and_leaves_the_caller_thread():
     assert in_fresh_thread(lambda: 41 + 1) == 42
     with pytest.raises(ModelUnavailableError, match="boom"):
         in_fresh_thread(lambda: (_ for _ in ()).throw(ModelUnavailableError("boom")))
+
+
+def test_idle_loop_thread_exits_and_the_next_submit_restarts_it(tiny_model, rand_prompt):
+    """An idle engine gives its loop thread (and that thread's OpenMP pool) back; the next request starts a new
+    one and gets the same tokens."""
+    import time
+
+    from tq_agents.models._engine import Engine
+
+    prompt = rand_prompt(12, seed=5)
+    params = SamplingParams(max_new_tokens=6)
+    with Engine(tiny_model, idle_exit_s=0.2) as eng:
+        first = eng.submit(prompt, params).wait(60)
+        deadline = time.monotonic() + 10
+        while eng._thread is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert eng._thread is None, "the idle loop thread did not exit"
+        second = eng.submit(prompt, params).wait(60)
+        assert second.token_ids == first.token_ids and second.finish_reason == first.finish_reason
+        assert eng.stats()["loop_starts"] == 2
+    with pytest.raises(ValueError, match="idle_exit_s"):
+        Engine(tiny_model, idle_exit_s=0)

@@ -63,6 +63,9 @@ class Engine:
     bounds the tokens prefilled per loop iteration; ``cache_budget_bytes`` bounds the prefix cache.
     ``fast_decode`` runs decode steps through the lean Qwen2/Qwen3 forward of ``_fastdecode`` (same weights and
     tokens, less per-step overhead); ``False`` uses the transformers forward for every step.
+    ``idle_exit_s``: the loop thread exits after this long without work and the next ``submit`` starts a new one,
+    so an idle engine holds no OpenMP thread pool (pools beyond the CPU count slow every engine's parallel ops:
+    see ``in_fresh_thread``); processes with several engines lose nothing while one of them is idle.
     """
 
     def __init__(
@@ -75,16 +78,21 @@ class Engine:
         prefix_cache: bool = True,
         fast_decode: bool = True,
         name: str = "engine",
+        idle_exit_s: float = 2.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if prefill_chunk < 1:
             raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
+        if not idle_exit_s > 0:
+            raise ValueError(f"idle_exit_s must be > 0 seconds, got {idle_exit_s}")
         cfg = model.config
         if getattr(cfg, "use_sliding_window", False) and getattr(cfg, "sliding_window", None):
             log.warning("sliding-window attention is ignored by the engine (full attention is used)")
         self.model = model.eval()
         self.max_batch_size = max_batch_size
+        self.name = name
+        self.idle_exit_s = idle_exit_s
         self.prefill_chunk = prefill_chunk
         self.vocab_size = int(cfg.vocab_size)
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
@@ -124,10 +132,11 @@ class Engine:
             "max_batch": 0,
             "prefill_seconds": 0.0,
             "decode_seconds": 0.0,
+            "loop_starts": 0,
         }
         self.admission_log: deque[int] = deque(maxlen=1024)  # request ids in admission order
-        self._thread = threading.Thread(target=self._loop, name=f"tq-{name}", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_loop()
 
     # ------------------------------------------------------------------ public API
     def submit(
@@ -178,8 +187,15 @@ class Engine:
             heapq.heappush(self._queue, (-req.priority, next(self._seq), req))
             self._stats["requests"] += 1
             self._stats["prompt_tokens"] += len(ids)
+            if self._thread is None:  # the loop thread left after idling: start a new one
+                self._start_loop()
         self._wake.set()
         return handle
+
+    def _start_loop(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"tq-{self.name}", daemon=True)
+        self._thread.start()
+        self._stats["loop_starts"] += 1
 
     def stats(self) -> dict[str, Any]:
         """Counters: prefix-cache hit tokens and rate, batch sizes, prefill/decode work and time."""
@@ -202,7 +218,9 @@ class Engine:
             return
         self._closed = True
         self._wake.set()
-        self._thread.join(timeout=30)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
 
     def __enter__(self) -> Engine:
         return self
@@ -225,13 +243,23 @@ class Engine:
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
+        idle_since: float | None = None
         with torch.inference_mode():
             while not self._closed:
                 self._admit()
                 if self._prefilling is None and not self._running:
-                    self._wake.wait(timeout=0.5)
+                    now = time.monotonic()
+                    if idle_since is None:
+                        idle_since = now
+                    elif now - idle_since >= self.idle_exit_s:
+                        with self._lock:  # submit() starts a new loop thread under the same lock
+                            if not self._queue and not self._closed:
+                                self._thread = None
+                                return
+                    self._wake.wait(timeout=min(0.5, self.idle_exit_s))
                     self._wake.clear()
                     continue
+                idle_since = None
                 try:
                     self._reap_cancelled()
                     if self._prefilling is not None:
