@@ -227,6 +227,20 @@ def best_llama(llama_cpp, path: Path, ctx: int, threads: int):
     return best[1], best[2]
 
 
+def llama_batch1(llm, steps: int, reps: int = 3) -> float:
+    """Seconds per batch-1 decode step of a ``Llama`` (32-token prompt, best of ``reps``)."""
+    best = float("inf")
+    for _ in range(reps):
+        llm.reset()
+        llm.eval(list(range(1000, 1032)))
+        t = CLOCK()
+        for i in range(steps):
+            llm.eval([2000 + i])
+        best = min(best, (CLOCK() - t) / steps)
+    llm.reset()
+    return best
+
+
 def batch1_decode(engine, vocab: int, steps: int, reps: int = 3) -> float:
     """Seconds per batch-1 decode step on the engine (short prompt, prefix cache irrelevant)."""
     import random
@@ -438,13 +452,23 @@ def main(argv: list[str] | None = None) -> int:
             path = gguf_file(ckpt, q, workdir)
             ctx = wl.prefix + wl.task + wl.rounds * (wl.new + wl.followup) + 64
 
-            def llama(path: Path = path, ctx: int = ctx) -> tuple[float, int]:
+            def llama(path: Path = path, ctx: int = ctx) -> tuple[float, int, float, float]:
                 llm, n_thr = best_llama(llama_cpp, path, ctx, threads)
-                return run_workload(wl, vocab, llama_round(llm, wl.new))[0], n_thr
+                wall = run_workload(wl, vocab, llama_round(llm, wl.new))[0]
+                step = llama_batch1(llm, 8 if a.quick else 24)
+                probe = max(read_bandwidth_gbs(1, reps=3), read_bandwidth_gbs(threads, reps=3))
+                return wall, n_thr, step, probe
 
-            wall, n_thr = in_fresh_thread(llama)
+            wall, n_thr, step, probe = in_fresh_thread(llama)
             results[f"llama-{q}"] = wall
             report(f"llama.cpp {q}", wall, wl, f"   n_threads={n_thr}")
+            gguf_gbs = path.stat().st_size / step / 1e9
+            print(
+                f"  llama.cpp {q} batch-1 decode (for reference): {step * 1000:.1f} ms/token, GGUF "
+                f"{path.stat().st_size / 1e6:.0f} MB/token -> {gguf_gbs:.1f} GB/s = {gguf_gbs / probe:.0%} of "
+                f"{probe:.1f} GB/s probed right after",
+                flush=True,
+            )
 
     def speedup(other: str) -> str:
         if other not in results:
