@@ -333,7 +333,7 @@ def test_fast_decode_path_matches_transformers_forward(which, tiny_model, tiny_m
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("which", ["qwen2", "qwen3"])
 def test_scripted_decode_step_equals_python_step(which, dtype, tiny_checkpoint, tiny_checkpoint_qwen3):
-    """The TorchScript decode step (the default) computes what the Python loop computes, at every precision,
+    """The TorchScript decode step (the default) computes what the same module computes run eagerly, at every precision,
     for one row and for rows of unequal length."""
     from tq_agents.models._engine import load_model
     from tq_agents.models._engine._fastdecode import FastDecoder

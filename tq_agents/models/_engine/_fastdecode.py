@@ -10,8 +10,8 @@ works unchanged) with the minimum of tensor ops per layer:
 * attention reads the slot views with ``scaled_dot_product_attention(enable_gqa=True)`` -- no 14-head
   ``repeat_kv`` copies -- and needs no mask at all when every row has the same length (always at batch 1).
 
-The per-layer loop then runs as one TorchScript module (``_scripted.py``: the same ops, dispatched from C++, not
-Python); :class:`FastDecoder` keeps the Python loop as the reference and as the path when scripting fails.
+The per-layer loop is one module (``_scripted.DecodeStep``), run as TorchScript (the same ops, dispatched from C++,
+not Python); when scripting fails the same module runs eagerly.
 
 It is used for decode steps only (prefill keeps the HF forward, whose per-call overhead is amortised over the
 chunk). :func:`supports` says whether a model qualifies; the engine falls back to the HF forward otherwise.
@@ -24,7 +24,9 @@ import logging
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+
+from tq_agents.models._engine import _scripted
+from tq_agents.models._engine._scripted import CatLinear, DecodeStep
 
 __all__ = ["FastDecoder", "supports"]
 
@@ -50,7 +52,7 @@ def _fuse(mods: list[Any]) -> Any:
     torch's dynamic-quantized int8 linear: a new one whose int8 rows and per-row scales are the originals'
     (bit-identical results, one activation quantization and one kernel call instead of three; the int8 weights
     of the fused projections are held twice, once per forward path). Float linears are not fused: measured no
-    faster at fp32 here, so they run one by one (:class:`_Cat`) and the model is left untouched.
+    faster at fp32 here, so they run one by one (:class:`CatLinear`) and the model is left untouched.
     """
     from torch.ao.nn.quantized.dynamic import Linear as DynLinear
 
@@ -68,17 +70,7 @@ def _fuse(mods: list[Any]) -> Any:
             fused = DynLinear(qw.shape[1], qw.shape[0], bias_=bias is not None, dtype=torch.qint8)
             fused.set_weight_bias(qw, bias)
             return fused
-    return _Cat(mods)
-
-
-class _Cat:
-    """Fallback "fusion": run the linears one by one and concatenate."""
-
-    def __init__(self, mods: list[Any]) -> None:
-        self.mods = mods
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m(x) for m in self.mods], -1)
+    return CatLinear(mods)
 
 
 class _Layer:
@@ -94,21 +86,6 @@ class _Layer:
         qn, kn = getattr(a, "q_norm", None), getattr(a, "k_norm", None)
         self.q_norm = (qn.weight, qn.variance_epsilon) if qn is not None else None
         self.k_norm = (kn.weight, kn.variance_epsilon) if kn is not None else None
-
-
-def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), w, eps)
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return w * xf.to(x.dtype)
-
-
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """HF's RoPE: ``x * cos + rotate_half(x) * sin`` (elementwise: tiny tensors stay single-threaded; a batched
-    matmul form measured far slower on this shared 2-core machine)."""
-    h = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
 
 
 class FastDecoder:
@@ -128,12 +105,11 @@ class FastDecoder:
         rot = inner.rotary_emb
         self.inv_freq = rot.inv_freq.float()
         self.rope_scale = float(getattr(rot, "attention_scaling", 1.0))
+        self.step = DecodeStep(self)  # the layer loop, run eagerly unless scripting works
         self.scripted: Any = None
         if script:
             try:
-                from tq_agents.models._engine._scripted import script_step
-
-                self.scripted = script_step(self)
+                self.scripted = _scripted.script_step(self.step)
             except Exception as e:  # a torch without TorchScript, or a module it cannot script
                 log.warning("decode step runs in Python (TorchScript failed: %s: %s)", type(e).__name__, e)
 
@@ -148,45 +124,5 @@ class FastDecoder:
         mask = None
         if b > 1 and not bool((positions == positions[0]).all()):
             mask = (torch.arange(kv_len)[None, :] <= positions[:, None]).view(b, 1, 1, kv_len)
-        p0 = int(positions[0])
-        if self.scripted is not None:
-            return self.scripted(x, cos, sin, kv.buf, positions, p0, kv_len, mask)  # type: ignore[no-any-return]
-        rows = torch.arange(b)
-        nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
-        nq = nh + nkv
-        buf = kv.buf
-        for i, ly in enumerate(self.layers):
-            qkv = ly.qkv(_rms(x, ly.ln1, ly.eps1))  # [B, (nh + 2 nkv) hd]
-            qk = qkv[:, : nq * hd].reshape(b, nq, hd)
-            v = qkv[:, nq * hd :].reshape(b, nkv, hd)
-            if ly.q_norm is None and ly.k_norm is None:
-                qk = _rope(qk, cos, sin)
-                q, k = qk[:, :nh], qk[:, nh:]
-            else:
-                q, k = qk[:, :nh], qk[:, nh:]
-                if ly.q_norm is not None:
-                    q = _rms(q, *ly.q_norm)
-                if ly.k_norm is not None:
-                    k = _rms(k, *ly.k_norm)
-                q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-            kl, vl = buf[i, 0], buf[i, 1]  # [slots, nkv, cap, hd]
-            if b == 1:
-                kl[0, :, p0] = k[0]
-                vl[0, :, p0] = v[0]
-            else:
-                kl[rows, :, positions] = k
-                vl[rows, :, positions] = v
-            att = F.scaled_dot_product_attention(
-                q.unsqueeze(2),
-                kl[:b, :, :kv_len],
-                vl[:b, :, :kv_len],
-                attn_mask=mask,
-                scale=self.scaling,
-                enable_gqa=True,
-            )  # [B, nh, 1, hd]
-            x = x + ly.o(att.reshape(b, nh * hd))
-            gu = ly.gate_up(_rms(x, ly.ln2, ly.eps2))
-            inter = gu.shape[-1] // 2
-            x = x + ly.down(F.silu(gu[:, :inter]) * gu[:, inter:])
-        x = _rms(x, self.norm_w, self.norm_eps)
-        return self.lm_head(x).float()
+        step = self.scripted if self.scripted is not None else self.step
+        return step(x, cos, sin, kv.buf, positions, int(positions[0]), kv_len, mask)  # type: ignore[no-any-return]

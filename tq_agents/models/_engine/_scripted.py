@@ -1,4 +1,4 @@
-"""The decode step as one TorchScript module: the same ops as ``FastDecoder.decode``, run by the C++ interpreter.
+"""The decode step's layer loop as one module (:class:`DecodeStep`), run by TorchScript's C++ interpreter.
 
 Why: at batch 1 a decode step is ~24 layers x ~25 small tensor ops around the 4 weight matmuls. From Python each
 of those ops costs several microseconds of dispatch; measured on the Qwen2.5-0.5B shape, int8, 2 threads, the
@@ -7,7 +7,8 @@ Python step took 27.9 ms of which the matmuls were 21.4 ms; the scripted step 22
 one graph and compiles for minutes on 2 cores.
 
 ``torch.jit.script`` is deprecated upstream (it still ships and works in the pinned torch 2.13); its deprecation
-warning is silenced here and nowhere else. If scripting fails, the engine logs why and runs the Python step.
+warning is silenced here and nowhere else. If scripting fails, the engine logs why and runs the same module
+eagerly (from Python).
 
 No ``from __future__ import annotations`` in this file: TorchScript reads the annotations.
 """
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 
-class _CatLinear(torch.nn.Module):
+class CatLinear(torch.nn.Module):
     """Several linears on the same input, outputs concatenated (float weights are not fused: no faster)."""
 
     def __init__(self, mods: list[Any]) -> None:
@@ -37,8 +38,8 @@ class _CatLinear(torch.nn.Module):
 class _ScriptLayer(torch.nn.Module):
     def __init__(self, ly: Any) -> None:
         super().__init__()
-        self.qkv = ly.qkv if isinstance(ly.qkv, torch.nn.Module) else _CatLinear(ly.qkv.mods)
-        self.gate_up = ly.gate_up if isinstance(ly.gate_up, torch.nn.Module) else _CatLinear(ly.gate_up.mods)
+        self.qkv = ly.qkv
+        self.gate_up = ly.gate_up
         self.o = ly.o
         self.down = ly.down
         self.ln1 = torch.nn.Parameter(ly.ln1.detach(), requires_grad=False)
@@ -65,8 +66,9 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, h: int) -> torc
     return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
 
 
-class ScriptedStep(torch.nn.Module):
-    """``forward(x [B, H] embeddings, cos/sin [B, 1, D], kv buffer, positions [B], p0, kv_len, mask) -> logits``."""
+class DecodeStep(torch.nn.Module):
+    """``forward(x [B, H] embeddings, cos/sin [B, 1, D], kv buffer, positions [B], p0, kv_len, mask) -> logits``
+    over a ``FastDecoder``'s weights (shared); scriptable, and runs eagerly as well."""
 
     def __init__(self, fd: Any) -> None:
         super().__init__()
@@ -141,8 +143,8 @@ class ScriptedStep(torch.nn.Module):
 _SCRIPT_LOCK = threading.Lock()  # the TorchScript compiler keeps global state: one compilation at a time
 
 
-def script_step(fd: Any) -> torch.jit.ScriptModule:
-    """Script :class:`ScriptedStep` over ``fd``'s weights (shared, not copied). Raises whatever scripting raises."""
+def script_step(step: DecodeStep) -> torch.jit.ScriptModule:
+    """Script ``step`` (its weights are shared, not copied). Raises whatever scripting raises."""
     with _SCRIPT_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
-        return torch.jit.script(ScriptedStep(fd).eval())
+        return torch.jit.script(step.eval())
