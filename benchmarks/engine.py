@@ -212,12 +212,7 @@ def best_llama(llama_cpp, path: Path, ctx: int, threads: int):
     for n in sorted({threads, 1}, reverse=True):
         llm = llama_cpp.Llama(str(path), n_ctx=ctx, n_threads=n, n_threads_batch=n, n_batch=512, verbose=False)
         llama_round(llm, 2)([[101, 102, 103]])  # warm-up
-        llm.reset()
-        llm.eval(list(range(1000, 1064)))
-        t = CLOCK()
-        for i in range(8):
-            llm.eval([2000 + i])
-        dt = CLOCK() - t
+        dt = llama_batch1(llm, 8, reps=1, prompt=64)
         if best is None or dt < best[0]:
             best = (dt, llm, n)
         else:
@@ -227,12 +222,12 @@ def best_llama(llama_cpp, path: Path, ctx: int, threads: int):
     return best[1], best[2]
 
 
-def llama_batch1(llm, steps: int, reps: int = 3) -> float:
-    """Seconds per batch-1 decode step of a ``Llama`` (32-token prompt, best of ``reps``)."""
+def llama_batch1(llm, steps: int, reps: int = 3, prompt: int = 32) -> float:
+    """Seconds per batch-1 decode step of a ``Llama`` (after a ``prompt``-token prompt, best of ``reps``)."""
     best = float("inf")
     for _ in range(reps):
         llm.reset()
-        llm.eval(list(range(1000, 1032)))
+        llm.eval(list(range(1000, 1000 + prompt)))
         t = CLOCK()
         for i in range(steps):
             llm.eval([2000 + i])
