@@ -24,7 +24,8 @@ shared with other jobs, so absolute figures are noisy; ratios were measured with
 * Decode steps of Qwen2/Qwen3 run through ``_fastdecode.FastDecoder`` (the model's own weights, no HF module
   stack, GQA attention via ``scaled_dot_product_attention(enable_gqa=True)`` with no mask when all rows have
   equal length, int8 q/k/v and gate/up fused into one quantized linear each), and that loop runs as one
-  TorchScript module (``_scripted``: the same ops dispatched from C++; logits bit-identical to the Python loop):
+  TorchScript module (``_scripted.DecodeStep``: the same ops dispatched from C++; logits bit-identical to the
+  module run eagerly):
   int8 batch-1 decode went from 49 (HF forward) to 34 (Python loop) to 18.7 ms/token in the benchmark, 86% of
   the measured read bandwidth; prefill keeps the transformers forward. ``Engine(fast_decode=False)`` turns it
   off; tests check it gives the transformers forward's logits and tokens.
