@@ -15,6 +15,7 @@ from tq_agents.models._engine import (
     get_engine,
     load_model,
 )
+from tq_agents.models._engine._int8 import Int8Linear
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -38,8 +39,12 @@ def test_logits_within_tolerance_of_fp32(tiny_checkpoint, tiny_model, fixed_prom
     assert rel < TOLERANCE[dtype], f"{dtype}: relative logits error {rel:.4f} >= {TOLERANCE[dtype]}"
     assert int(got.argmax()) == int(ref.argmax())
     if dtype == "int8":  # really quantized: the linears hold int8 weights, the embedding stays fp32
-        w = model.model.layers[0].mlp.up_proj.weight()
-        assert w.dtype == torch.qint8
+        up = model.model.layers[0].mlp.up_proj
+        if isinstance(up, Int8Linear):
+            assert up.wp.dtype == torch.int8 and model.lm_head.wp.dtype == torch.int8
+        else:
+            assert up.weight().dtype == torch.qint8
+        assert model.model.embed_tokens.weight.dtype == torch.float32
     if dtype == "bf16":
         assert model.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
 

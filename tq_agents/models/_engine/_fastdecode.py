@@ -56,6 +56,10 @@ def _fuse(mods: list[Any]) -> Any:
     """
     from torch.ao.nn.quantized.dynamic import Linear as DynLinear
 
+    from tq_agents.models._engine._int8 import Int8Linear, cat_int8
+
+    if all(isinstance(m, Int8Linear) for m in mods):
+        return cat_int8(mods)  # shares the parts' weights when their row counts allow
     if all(isinstance(m, DynLinear) for m in mods):
         ws = [m.weight() for m in mods]
         if all(w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric) for w in ws):

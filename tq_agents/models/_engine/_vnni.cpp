@@ -1,0 +1,159 @@
+// tq::linear_i8 -- an int8 linear for the engine's decode step (few rows), with AVX-512 VNNI.
+//
+//   y[m, n] = sx[m] * sw[n] * (sum_k q[m, k] * w[n, k] - zp[m] * rs[n]) + bias[n]
+//
+// w: int8 weights with one scale per output row (sw), packed as [N/16][K/4][16][4] so that one 64-byte load
+// holds 4 consecutive k of 16 outputs (vpdpbusd multiplies it with 4 broadcast activation bytes into 16 int32
+// sums: no horizontal reductions, one sequential stream per thread). rs[n] = sum_k w[n, k].
+// x: fp32 rows, quantized per row to uint8 with a zero point (full 8-bit range; the range includes 0).
+// Threads: at::parallel_for over blocks of 16 outputs, i.e. torch's own OpenMP pool (this file is linked
+// against the libgomp that torch loaded). Built and loaded by _kernels.py; the Python side checks the CPU.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kPrefetch = 2048;  // bytes ahead in the weight stream
+
+// q[0..K4*4) = round(x / s) + z clamped to [0, 255]; zero padding past K (its weights are 0).
+void quant_row(const float* x, int64_t K, int64_t K4, uint8_t* q, float* scale, int32_t* zero) {
+  __m512 mn = _mm512_setzero_ps(), mx = mn;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 v = _mm512_loadu_ps(x + k);
+    mn = _mm512_min_ps(mn, v);
+    mx = _mm512_max_ps(mx, v);
+  }
+  float lo = _mm512_reduce_min_ps(mn), hi = _mm512_reduce_max_ps(mx);
+  for (; k < K; k++) {
+    lo = std::min(lo, x[k]);
+    hi = std::max(hi, x[k]);
+  }
+  float s = (hi - lo) / 255.f;
+  if (!(s > 0.f) || !std::isfinite(s)) s = 1.f;
+  int32_t z = static_cast<int32_t>(std::nearbyint(-lo / s));
+  z = std::min(255, std::max(0, z));
+  const float inv = 1.f / s;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i vz = _mm512_set1_epi32(z), v0 = _mm512_setzero_si512(), v255 = _mm512_set1_epi32(255);
+  for (k = 0; k + 16 <= K; k += 16) {
+    __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), vinv)), vz);
+    v = _mm512_min_epi32(_mm512_max_epi32(v, v0), v255);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtepi32_epi8(v));
+  }
+  for (; k < K; k++) {
+    int32_t v = static_cast<int32_t>(std::nearbyint(x[k] * inv)) + z;
+    q[k] = static_cast<uint8_t>(std::min(255, std::max(0, v)));
+  }
+  for (; k < K4 * 4; k++) q[k] = 0;
+  *scale = s;
+  *zero = z;
+}
+
+// MT rows x 16 outputs of one weight block; U independent accumulators per row along k.
+template <int MT, int U>
+inline void block(const int32_t* const* xq, const int8_t* w, int64_t K4, __m512i* out) {
+  __m512i acc[MT][U];
+  for (int m = 0; m < MT; m++)
+    for (int u = 0; u < U; u++) acc[m][u] = _mm512_setzero_si512();
+  int64_t k4 = 0;
+  for (; k4 + U <= K4; k4 += U) {
+    for (int u = 0; u < U; u++) {
+      const int8_t* p = w + (k4 + u) * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
+      const __m512i wv = _mm512_load_si512(p);
+      for (int m = 0; m < MT; m++) acc[m][u] = _mm512_dpbusd_epi32(acc[m][u], _mm512_set1_epi32(xq[m][k4 + u]), wv);
+    }
+  }
+  for (; k4 < K4; k4++) {
+    const __m512i wv = _mm512_load_si512(w + k4 * 64);
+    for (int m = 0; m < MT; m++) acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], _mm512_set1_epi32(xq[m][k4]), wv);
+  }
+  for (int m = 0; m < MT; m++) {
+    __m512i s = acc[m][0];
+    for (int u = 1; u < U; u++) s = _mm512_add_epi32(s, acc[m][u]);
+    out[m] = s;
+  }
+}
+
+template <int MT, int U>
+void tile(const int32_t* const* xq, const int8_t* w, int64_t K4, const float* sx, const int32_t* zp,
+          const float* sw, const int32_t* rs, const float* bias, float* const* y) {
+  __m512i acc[MT];
+  block<MT, U>(xq, w, K4, acc);
+  const __m512i vrs = _mm512_loadu_si512(rs);
+  const __m512 vsw = _mm512_loadu_ps(sw);
+  const __m512 vb = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  for (int m = 0; m < MT; m++) {
+    __m512i v = _mm512_sub_epi32(acc[m], _mm512_mullo_epi32(vrs, _mm512_set1_epi32(zp[m])));
+    __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(vsw, _mm512_set1_ps(sx[m])), vb);
+    _mm512_storeu_ps(y[m], r);
+  }
+}
+
+at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
+                     const std::optional<at::Tensor>& bias, int64_t n_out) {
+  TORCH_CHECK(x_in.dim() == 2, "tq::linear_i8: x must be 2-D [M, K], got ", x_in.sizes());
+  TORCH_CHECK(wp.dim() == 3 && wp.size(2) == 64 && wp.scalar_type() == at::kChar && wp.is_contiguous(),
+              "tq::linear_i8: packed weight must be contiguous int8 [N/16, K/4, 64]");
+  const at::Tensor x = x_in.to(at::kFloat).contiguous();
+  const int64_t M = x.size(0), K = x.size(1), NB = wp.size(0), K4 = wp.size(1), NP = NB * 16;
+  TORCH_CHECK(K4 == (K + 3) / 4, "tq::linear_i8: x has K=", K, " but the weight was packed for K4=", K4);
+  TORCH_CHECK(sw.numel() == NP && rs.numel() == NP && n_out <= NP, "tq::linear_i8: scales/row sums size");
+  const float* bp = nullptr;
+  at::Tensor b;
+  if (bias.has_value()) {
+    b = bias->to(at::kFloat).contiguous();
+    TORCH_CHECK(b.numel() == NP, "tq::linear_i8: bias must be padded to ", NP);
+    bp = b.data_ptr<float>();
+  }
+  at::Tensor y = at::empty({M, NP}, x.options());
+  std::vector<uint8_t> qbuf(static_cast<size_t>(M * K4 * 4) + 64);
+  uint8_t* q0 = qbuf.data();
+  std::vector<float> sx(M);
+  std::vector<int32_t> zp(M);
+  const float* xp = x.data_ptr<float>();
+  for (int64_t m = 0; m < M; m++) quant_row(xp + m * K, K, K4, q0 + m * K4 * 4, &sx[m], &zp[m]);
+  const int8_t* w = wp.data_ptr<int8_t>();
+  const float* swp = sw.data_ptr<float>();
+  const int32_t* rsp = rs.data_ptr<int32_t>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, NB, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t bb = b0; bb < b1; bb++) {
+      const int8_t* wb = w + bb * K4 * 64;
+      for (int64_t m0 = 0; m0 < M; m0 += 4) {
+        const int mt = static_cast<int>(std::min<int64_t>(4, M - m0));
+        const int32_t* xq[4];
+        float* yr[4];
+        for (int i = 0; i < mt; i++) {
+          xq[i] = reinterpret_cast<const int32_t*>(q0 + (m0 + i) * K4 * 4);
+          yr[i] = yp + (m0 + i) * NP + bb * 16;
+        }
+        const float* bbp = bp ? bp + bb * 16 : nullptr;
+        const float* s = sx.data() + m0;
+        const int32_t* z = zp.data() + m0;
+        switch (mt) {
+          case 1: tile<1, 4>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+          case 2: tile<2, 2>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+          case 3: tile<3, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+          default: tile<4, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+        }
+      }
+    }
+  });
+  if (n_out < NP) return y.narrow(1, 0, n_out).contiguous();
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(tq, m) { m.def("linear_i8(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out) -> Tensor"); }
+
+TORCH_LIBRARY_IMPL(tq, CPU, m) { m.impl("linear_i8", TORCH_FN(linear_i8)); }
