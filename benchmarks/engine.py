@@ -174,6 +174,8 @@ def weight_bytes_per_token(model) -> int:
             total += mod.weight.numel() * mod.weight.element_size()
             if mod.bias is not None:
                 total += mod.bias.numel() * mod.bias.element_size()
+        elif type(mod).__name__ == "Int8Linear":  # tq's int8 kernel: packed int8 rows, scales, row sums, bias
+            total += mod.nbytes()
         elif type(mod).__name__ == "Linear" and hasattr(mod, "weight") and callable(mod.weight):  # int8 dynamic
             w = mod.weight()
             total += w.numel() * w.element_size() + w.shape[0] * 4  # int8 rows + one fp32 scale per row

@@ -20,7 +20,10 @@
 
 namespace {
 
-constexpr int64_t kPrefetch = 2048;  // bytes ahead in the weight stream
+#ifndef TQ_PREFETCH
+#define TQ_PREFETCH 2048
+#endif
+constexpr int64_t kPrefetch = TQ_PREFETCH;  // bytes ahead in the weight stream (0: none)
 
 // q[0..K4*4) = round(x / s) + z clamped to [0, 255]; zero padding past K (its weights are 0).
 void quant_row(const float* x, int64_t K, int64_t K4, uint8_t* q, float* scale, int32_t* zero) {
@@ -67,7 +70,7 @@ inline void block(const int32_t* const* xq, const int8_t* w, int64_t K4, __m512i
   for (; k4 + U <= K4; k4 += U) {
     for (int u = 0; u < U; u++) {
       const int8_t* p = w + (k4 + u) * 64;
-      _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
+      if (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
       const __m512i wv = _mm512_load_si512(p);
       for (int m = 0; m < MT; m++) acc[m][u] = _mm512_dpbusd_epi32(acc[m][u], _mm512_set1_epi32(xq[m][k4 + u]), wv);
     }
@@ -120,33 +123,36 @@ at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Ten
   std::vector<float> sx(M);
   std::vector<int32_t> zp(M);
   const float* xp = x.data_ptr<float>();
-  for (int64_t m = 0; m < M; m++) quant_row(xp + m * K, K, K4, q0 + m * K4 * 4, &sx[m], &zp[m]);
+  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {  // inline below 16 rows (decode)
+    for (int64_t m = m0; m < m1; m++) quant_row(xp + m * K, K, K4, q0 + m * K4 * 4, &sx[m], &zp[m]);
+  });
   const int8_t* w = wp.data_ptr<int8_t>();
   const float* swp = sw.data_ptr<float>();
   const int32_t* rsp = rs.data_ptr<int32_t>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, NB, 8, [&](int64_t b0, int64_t b1) {
-    for (int64_t bb = b0; bb < b1; bb++) {
-      const int8_t* wb = w + bb * K4 * 64;
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {
-        const int mt = static_cast<int>(std::min<int64_t>(4, M - m0));
-        const int32_t* xq[4];
-        float* yr[4];
-        for (int i = 0; i < mt; i++) {
-          xq[i] = reinterpret_cast<const int32_t*>(q0 + (m0 + i) * K4 * 4);
-          yr[i] = yp + (m0 + i) * NP + bb * 16;
-        }
-        const float* bbp = bp ? bp + bb * 16 : nullptr;
-        const float* s = sx.data() + m0;
-        const int32_t* z = zp.data() + m0;
-        switch (mt) {
-          case 1: tile<1, 4>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-          case 2: tile<2, 2>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-          case 3: tile<3, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-          default: tile<4, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-        }
+  auto run_block = [&](int64_t bb) {
+    const int8_t* wb = w + bb * K4 * 64;
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      const int mt = static_cast<int>(std::min<int64_t>(4, M - m0));
+      const int32_t* xq[4];
+      float* yr[4];
+      for (int i = 0; i < mt; i++) {
+        xq[i] = reinterpret_cast<const int32_t*>(q0 + (m0 + i) * K4 * 4);
+        yr[i] = yp + (m0 + i) * NP + bb * 16;
+      }
+      const float* bbp = bp ? bp + bb * 16 : nullptr;
+      const float* s = sx.data() + m0;
+      const int32_t* z = zp.data() + m0;
+      switch (mt) {
+        case 1: tile<1, 4>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+        case 2: tile<2, 2>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+        case 3: tile<3, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+        default: tile<4, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
       }
     }
+  };
+  at::parallel_for(0, NB, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t bb = b0; bb < b1; bb++) run_block(bb);
   });
   if (n_out < NP) return y.narrow(1, 0, n_out).contiguous();
   return y;
