@@ -63,6 +63,15 @@ class Int8Linear(torch.nn.Module):
         y = torch.ops.tq.linear_i8(x.reshape(-1, self.in_features), self.wp, self.sw, self.rs, bias, self.out_features)
         return y.reshape(shape)
 
+    @torch.jit.export
+    def fused(
+        self, x: torch.Tensor, norm_w: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``[residual +] self(rms_norm(x, norm_w, eps) if norm_w is given else x)`` for 2-D ``x``, in one kernel
+        call (the decode step's entry point; the norm runs in fp32 as in Qwen's RMSNorm)."""
+        bias: torch.Tensor | None = self.bias if self.has_bias else None
+        return torch.ops.tq.linear_i8_ex(x, self.wp, self.sw, self.rs, bias, self.out_features, norm_w, eps, residual)
+
     @torch.jit.ignore
     def int8_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(q [N, K] int8, scale [N] fp32)``, unpacked (a copy)."""

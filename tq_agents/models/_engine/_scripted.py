@@ -35,13 +35,43 @@ class CatLinear(torch.nn.Module):
         return torch.cat(outs, -1)
 
 
+class PlainLinear(torch.nn.Module):
+    """A linear module (``nn.Linear``, :class:`CatLinear`, torch's dynamic int8 linear) with the decode step's
+    ``fused`` entry point done as separate ops; ``Int8Linear`` has the same method as one kernel call."""
+
+    def __init__(self, mod: Any) -> None:
+        super().__init__()
+        self.mod = mod
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mod(x)
+
+    @torch.jit.export
+    def fused(
+        self, x: torch.Tensor, norm_w: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``[residual +] self(_rms(x, norm_w, eps) if norm_w is given else x)``."""
+        if norm_w is not None:
+            x = _rms(x, norm_w, eps)
+        y = self.mod(x)
+        if residual is not None:
+            y = residual + y
+        return y
+
+
+def _with_fused(mod: Any) -> Any:
+    from tq_agents.models._engine._int8 import Int8Linear
+
+    return mod if isinstance(mod, Int8Linear) else PlainLinear(mod)
+
+
 class _ScriptLayer(torch.nn.Module):
     def __init__(self, ly: Any) -> None:
         super().__init__()
-        self.qkv = ly.qkv
-        self.gate_up = ly.gate_up
-        self.o = ly.o
-        self.down = ly.down
+        self.qkv = _with_fused(ly.qkv)
+        self.gate_up = _with_fused(ly.gate_up)
+        self.o = _with_fused(ly.o)
+        self.down = _with_fused(ly.down)
         self.ln1 = torch.nn.Parameter(ly.ln1.detach(), requires_grad=False)
         self.ln2 = torch.nn.Parameter(ly.ln2.detach(), requires_grad=False)
         self.eps1 = float(ly.eps1)
@@ -73,7 +103,7 @@ class DecodeStep(torch.nn.Module):
     def __init__(self, fd: Any) -> None:
         super().__init__()
         self.layers = torch.nn.ModuleList([_ScriptLayer(ly) for ly in fd.layers])
-        self.lm_head = fd.lm_head
+        self.lm_head = _with_fused(fd.lm_head)
         self.norm_w = torch.nn.Parameter(fd.norm_w.detach(), requires_grad=False)
         self.norm_eps = float(fd.norm_eps)
         self.nh = int(fd.heads)
@@ -99,7 +129,7 @@ class DecodeStep(torch.nn.Module):
         rows = torch.arange(b)
         i = 0
         for ly in self.layers:
-            qkv = ly.qkv(_rms(x, ly.ln1, ly.eps1))
+            qkv = ly.qkv.fused(x, ly.ln1, ly.eps1, None)
             qk = qkv[:, : nq * hd].reshape(b, nq, hd)
             v = qkv[:, nq * hd :].reshape(b, nkv, hd)
             if not ly.has_q_norm and not ly.has_k_norm:
@@ -131,13 +161,12 @@ class DecodeStep(torch.nn.Module):
                 scale=self.scaling,
                 enable_gqa=True,
             )
-            x = x + ly.o(att.reshape(b, nh * hd))
-            gu = ly.gate_up(_rms(x, ly.ln2, ly.eps2))
+            x = ly.o.fused(att.reshape(b, nh * hd), None, 0.0, x)
+            gu = ly.gate_up.fused(x, ly.ln2, ly.eps2, None)
             inter = gu.shape[-1] // 2
-            x = x + ly.down(F.silu(gu[:, :inter]) * gu[:, inter:])
+            x = ly.down.fused(F.silu(gu[:, :inter]) * gu[:, inter:], None, 0.0, x)
             i += 1
-        x = _rms(x, self.norm_w, self.norm_eps)
-        return self.lm_head(x).float()
+        return self.lm_head.fused(x, self.norm_w, self.norm_eps, None).float()
 
 
 _SCRIPT_LOCK = threading.Lock()  # the TorchScript compiler keeps global state: one compilation at a time

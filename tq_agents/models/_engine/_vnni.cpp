@@ -60,6 +60,23 @@ void quant_row(const float* x, int64_t K, int64_t K4, uint8_t* q, float* scale, 
   *zero = z;
 }
 
+// out[k] = w[k] * (x[k] / sqrt(mean(x^2) + eps)): Qwen's RMSNorm in fp32, fused in front of the matmul.
+void rms_row(const float* x, const float* w, float eps, int64_t K, float* out) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(x + k);
+    acc = _mm512_fmadd_ps(v, v, acc);
+  }
+  float ss = _mm512_reduce_add_ps(acc);
+  for (; k < K; k++) ss += x[k] * x[k];
+  const float r = 1.f / std::sqrt(ss / static_cast<float>(K) + eps);
+  const __m512 vr = _mm512_set1_ps(r);
+  for (k = 0; k + 16 <= K; k += 16)
+    _mm512_storeu_ps(out + k, _mm512_mul_ps(_mm512_loadu_ps(w + k), _mm512_mul_ps(_mm512_loadu_ps(x + k), vr)));
+  for (; k < K; k++) out[k] = w[k] * (x[k] * r);
+}
+
 // MT rows x 16 outputs of one weight block; U independent accumulators per row along k.
 template <int MT, int U>
 inline void block(const int32_t* const* xq, const int8_t* w, int64_t K4, __m512i* out) {
@@ -88,7 +105,7 @@ inline void block(const int32_t* const* xq, const int8_t* w, int64_t K4, __m512i
 
 template <int MT, int U>
 void tile(const int32_t* const* xq, const int8_t* w, int64_t K4, const float* sx, const int32_t* zp,
-          const float* sw, const int32_t* rs, const float* bias, float* const* y) {
+          const float* sw, const int32_t* rs, const float* bias, const float* const* res, float* const* y) {
   __m512i acc[MT];
   block<MT, U>(xq, w, K4, acc);
   const __m512i vrs = _mm512_loadu_si512(rs);
@@ -97,12 +114,15 @@ void tile(const int32_t* const* xq, const int8_t* w, int64_t K4, const float* sx
   for (int m = 0; m < MT; m++) {
     __m512i v = _mm512_sub_epi32(acc[m], _mm512_mullo_epi32(vrs, _mm512_set1_epi32(zp[m])));
     __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(vsw, _mm512_set1_ps(sx[m])), vb);
+    if (res) r = _mm512_add_ps(_mm512_loadu_ps(res[m]), r);
     _mm512_storeu_ps(y[m], r);
   }
 }
 
-at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
-                     const std::optional<at::Tensor>& bias, int64_t n_out) {
+// y = [residual +] linear([rmsnorm(] x [, norm_w, eps)])
+at::Tensor linear_i8_ex(const at::Tensor& x_in, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
+                        const std::optional<at::Tensor>& bias, int64_t n_out, const std::optional<at::Tensor>& norm_w,
+                        double eps, const std::optional<at::Tensor>& residual) {
   TORCH_CHECK(x_in.dim() == 2, "tq::linear_i8: x must be 2-D [M, K], got ", x_in.sizes());
   TORCH_CHECK(wp.dim() == 3 && wp.size(2) == 64 && wp.scalar_type() == at::kChar && wp.is_contiguous(),
               "tq::linear_i8: packed weight must be contiguous int8 [N/16, K/4, 64]");
@@ -117,6 +137,19 @@ at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Ten
     TORCH_CHECK(b.numel() == NP, "tq::linear_i8: bias must be padded to ", NP);
     bp = b.data_ptr<float>();
   }
+  at::Tensor nw, r;
+  const float* nwp = nullptr;
+  if (norm_w.has_value()) {
+    nw = norm_w->to(at::kFloat).contiguous();
+    TORCH_CHECK(nw.numel() == K, "tq::linear_i8: norm weight has ", nw.numel(), " elements, x has K=", K);
+    nwp = nw.data_ptr<float>();
+  }
+  const float* rp = nullptr;
+  if (residual.has_value()) {
+    r = residual->to(at::kFloat).contiguous();
+    TORCH_CHECK(r.dim() == 2 && r.size(0) == M && r.size(1) == n_out, "tq::linear_i8: residual must be [M, n_out]");
+    if (n_out == NP) rp = r.data_ptr<float>();  // else added after the padded columns are cut
+  }
   at::Tensor y = at::empty({M, NP}, x.options());
   std::vector<uint8_t> qbuf(static_cast<size_t>(M * K4 * 4) + 64);
   uint8_t* q0 = qbuf.data();
@@ -124,7 +157,15 @@ at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Ten
   std::vector<int32_t> zp(M);
   const float* xp = x.data_ptr<float>();
   at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {  // inline below 16 rows (decode)
-    for (int64_t m = m0; m < m1; m++) quant_row(xp + m * K, K, K4, q0 + m * K4 * 4, &sx[m], &zp[m]);
+    std::vector<float> normed(nwp ? K : 0);
+    for (int64_t m = m0; m < m1; m++) {
+      const float* row = xp + m * K;
+      if (nwp) {
+        rms_row(row, nwp, static_cast<float>(eps), K, normed.data());
+        row = normed.data();
+      }
+      quant_row(row, K, K4, q0 + m * K4 * 4, &sx[m], &zp[m]);
+    }
   });
   const int8_t* w = wp.data_ptr<int8_t>();
   const float* swp = sw.data_ptr<float>();
@@ -136,30 +177,49 @@ at::Tensor linear_i8(const at::Tensor& x_in, const at::Tensor& wp, const at::Ten
       const int mt = static_cast<int>(std::min<int64_t>(4, M - m0));
       const int32_t* xq[4];
       float* yr[4];
+      const float* rr[4];
       for (int i = 0; i < mt; i++) {
         xq[i] = reinterpret_cast<const int32_t*>(q0 + (m0 + i) * K4 * 4);
         yr[i] = yp + (m0 + i) * NP + bb * 16;
+        rr[i] = rp ? rp + (m0 + i) * NP + bb * 16 : nullptr;
       }
+      const float* const* rrs = rp ? rr : nullptr;
       const float* bbp = bp ? bp + bb * 16 : nullptr;
       const float* s = sx.data() + m0;
       const int32_t* z = zp.data() + m0;
       switch (mt) {
-        case 1: tile<1, 4>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-        case 2: tile<2, 2>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-        case 3: tile<3, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
-        default: tile<4, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, yr); break;
+        case 1: tile<1, 4>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, rrs, yr); break;
+        case 2: tile<2, 2>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, rrs, yr); break;
+        case 3: tile<3, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, rrs, yr); break;
+        default: tile<4, 1>(xq, wb, K4, s, z, swp + bb * 16, rsp + bb * 16, bbp, rrs, yr); break;
       }
     }
   };
   at::parallel_for(0, NB, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t bb = b0; bb < b1; bb++) run_block(bb);
   });
-  if (n_out < NP) return y.narrow(1, 0, n_out).contiguous();
+  if (n_out < NP) {
+    y = y.narrow(1, 0, n_out).contiguous();
+    if (residual.has_value()) y.add_(r);
+  }
   return y;
+}
+
+at::Tensor linear_i8(const at::Tensor& x, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
+                     const std::optional<at::Tensor>& bias, int64_t n_out) {
+  return linear_i8_ex(x, wp, sw, rs, bias, n_out, std::nullopt, 0.0, std::nullopt);
 }
 
 }  // namespace
 
-TORCH_LIBRARY(tq, m) { m.def("linear_i8(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out) -> Tensor"); }
+TORCH_LIBRARY(tq, m) {
+  m.def("linear_i8(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out) -> Tensor");
+  m.def(
+      "linear_i8_ex(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out, Tensor? norm_w, float eps, "
+      "Tensor? residual) -> Tensor");
+}
 
-TORCH_LIBRARY_IMPL(tq, CPU, m) { m.impl("linear_i8", TORCH_FN(linear_i8)); }
+TORCH_LIBRARY_IMPL(tq, CPU, m) {
+  m.impl("linear_i8", TORCH_FN(linear_i8));
+  m.impl("linear_i8_ex", TORCH_FN(linear_i8_ex));
+}
