@@ -93,7 +93,7 @@ def test_rows_are_independent_of_the_batch(kernel):
 
 @needs_kernel
 def test_fused_linears_share_weights_and_equal_the_parts(kernel):
-    from tq_agents.models._engine._int8 import Int8Linear, cat_int8
+    from tq_agents.models._engine._int8 import Int8Linear, cat_int8, place_in_arena
 
     parts = [Int8Linear.from_float(torch.nn.Linear(64, n)) for n in (64, 16, 16)]
     x = torch.randn(2, 64)
@@ -103,6 +103,13 @@ def test_fused_linears_share_weights_and_equal_the_parts(kernel):
     assert torch.equal(torch.cat([p(x) for p in parts], -1), want)  # the parts still compute the same
     storage = fused.wp.untyped_storage().data_ptr()
     assert all(p.wp.untyped_storage().data_ptr() == storage for p in parts)  # held once
+    arena = [Int8Linear.from_float(torch.nn.Linear(64, n)) for n in (32, 16, 48)]
+    want = torch.cat([p(x) for p in arena], -1)
+    place_in_arena(arena)
+    assert torch.equal(torch.cat([p(x) for p in arena], -1), want)  # moved, same results
+    fused = cat_int8(arena)
+    assert fused.wp.data_ptr() == arena[0].wp.data_ptr()  # adjacent in the arena: the fused weight is a view
+    assert torch.equal(fused(x), want)
     odd = [Int8Linear.from_float(torch.nn.Linear(64, n, bias=b)) for n, b in ((24, True), (8, False))]
     want = torch.cat([p(x) for p in odd], -1)
     assert torch.equal(cat_int8(odd)(x), want)  # row counts not a multiple of 16: a copy, same result

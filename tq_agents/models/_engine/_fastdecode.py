@@ -49,10 +49,12 @@ def supports(model: Any) -> bool:
 def _fuse(mods: list[Any]) -> Any:
     """One linear computing ``cat([m(x) for m in mods], -1)`` from the same weights.
 
-    torch's dynamic-quantized int8 linear: a new one whose int8 rows and per-row scales are the originals'
-    (bit-identical results, one activation quantization and one kernel call instead of three; the int8 weights
-    of the fused projections are held twice, once per forward path). Float linears are not fused: measured no
-    faster at fp32 here, so they run one by one (:class:`CatLinear`) and the model is left untouched.
+    tq's ``Int8Linear``: one linear over the concatenated packed rows; the parts then view their rows of it
+    (weights held once; see ``_int8.cat_int8``). torch's dynamic-quantized int8 linear (the fbgemm fallback): a
+    new one whose int8 rows and per-row scales are the originals' (bit-identical results, one activation
+    quantization and one kernel call instead of three; the fused weights are held twice, once per forward path).
+    Float linears are not fused: measured no faster at fp32 here, so they run one by one (:class:`CatLinear`)
+    and the model is left untouched.
     """
     from torch.ao.nn.quantized.dynamic import Linear as DynLinear
 

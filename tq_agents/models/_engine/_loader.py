@@ -17,10 +17,11 @@ log = logging.getLogger("tq_agents.engine")
 T = TypeVar("T")
 
 DTYPES = ("fp32", "bf16", "int8")
-# Chosen by measurement (benchmarks/engine.py, "precision" table, 2-core AVX-512 VNNI CPU): int8 had the best
-# prefill AND decode speed (e.g. prefill 554 vs 205 tok/s fp32 / 410 bf16; batch-1 decode 18.1 vs 139 / 72 ms),
-# so a prompt-heavy agent turn is ~3.8x faster than fp32. Quality: logits within 6% (relative L2) of fp32 on the
-# tiny checkpoint, greedy tokens identical (tests/engine/test_precision.py). Pass dtype="fp32" for exactness.
+# Chosen by measurement (benchmarks/engine.py, "precision" table, 2-core AVX-512 VNNI CPU, tq's int8 kernel):
+# int8 had the best prefill AND decode speed (prefill 795 vs 213 tok/s fp32 / 404 bf16; batch-1 decode 16.1 vs
+# 136.5 / 78.3 ms), so a prompt-heavy agent turn is ~6x faster than fp32 (with torch's fbgemm int8: ~3.8x).
+# Quality: logits within 6% (relative L2) of fp32 on the tiny checkpoint, greedy tokens identical
+# (tests/engine/test_precision.py). Pass dtype="fp32" for exactness.
 DEFAULT_DTYPE = "int8"
 
 
@@ -75,13 +76,23 @@ def quantize_int8(model: Any) -> Any:
     from tq_agents.models._engine._kernels import load_int8_kernel
 
     if load_int8_kernel():
-        from tq_agents.models._engine._int8 import Int8Linear
+        from tq_agents.models._engine._int8 import Int8Linear, place_in_arena
 
+        order = {id(mod): i for i, mod in enumerate(model.modules())}  # q k v o gate up down per layer, LM head
+        targets = [
+            (parent, name, child)
+            for parent in model.modules()
+            for name, child in parent.named_children()
+            if isinstance(child, torch.nn.Linear)
+        ]
+        targets.sort(key=lambda t: order[id(t[2])])
+        converted: list[Any] = []
         with torch.inference_mode(False), torch.no_grad():
-            for parent in list(model.modules()):
-                for name, child in list(parent.named_children()):
-                    if isinstance(child, torch.nn.Linear):
-                        setattr(parent, name, Int8Linear.from_float(child))
+            for parent, name, child in targets:
+                q8 = Int8Linear.from_float(child)
+                setattr(parent, name, q8)
+                converted.append(q8)
+            place_in_arena(converted)  # in execution order: one sequential stream per decode step
         return model
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic

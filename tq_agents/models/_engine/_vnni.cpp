@@ -1,6 +1,9 @@
-// tq::linear_i8 -- an int8 linear for the engine's decode step (few rows), with AVX-512 VNNI.
+// tq::linear_i8 -- the engine's int8 linear (any number of rows; tuned for decode), with AVX-512 VNNI.
 //
 //   y[m, n] = sx[m] * sw[n] * (sum_k q[m, k] * w[n, k] - zp[m] * rs[n]) + bias[n]
+//
+// tq::linear_i8_ex additionally applies Qwen's RMSNorm to each row of x first (norm_w, eps) and/or adds a
+// residual [M, N] to y: the decode step's norm -> linear and linear -> residual add in one call.
 //
 // w: int8 weights with one scale per output row (sw), packed as [N/16][K/4][16][4] so that one 64-byte load
 // holds 4 consecutive k of 16 outputs (vpdpbusd multiplies it with 4 broadcast activation bytes into 16 int32
