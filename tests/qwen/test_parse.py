@@ -476,6 +476,14 @@ def test_fenced_calls_leave_no_fence_in_content() -> None:
     assert calls(r) == [("call_0", "search", {"query": "a"})] and r.content == ""
 
 
+@pytest.mark.parametrize("text", ["```", "```json", "```\n"])
+def test_a_lone_fence_without_calls_is_content(text: str) -> None:
+    """Found by the fuzz test: a completion that is only a fence marker was returned as empty content."""
+    for family in ("qwen2.5", "qwen3", "qwen3-coder"):
+        r = parse(text, family=family, tools=TOOLS)
+        assert r.content == text.strip() and r.tool_calls == [] and r.errors == []
+
+
 def test_unclosed_think_without_calls_is_all_reasoning() -> None:
     r = parse("<think>\nstill thinking", family="qwen3")
     assert r.reasoning == "still thinking" and r.content == ""

@@ -180,10 +180,11 @@ _TURN_END_RE = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>")
 _TR_OPEN = "<tool_response>"
 
 
-def _clean(piece: str) -> str:
+def _clean(piece: str, drop_fence: bool) -> str:
     """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays).
 
-    A piece that is only a code-fence marker (the model fenced its calls: ```xml ... ```) is dropped.
+    With ``drop_fence`` (the completion has tool calls), a piece that is only a code-fence marker (the model
+    fenced its calls: ```xml ... ```) is dropped; without calls a lone fence is content like any other.
     """
     i, j = 0, len(piece)
     while True:  # move the edges inward without copying (linear even for thousands of stray tags)
@@ -200,7 +201,7 @@ def _clean(piece: str) -> str:
             break
         j -= len(tag)
     piece = piece[i:j]
-    return "" if FENCE_RE.fullmatch(piece) else piece
+    return "" if drop_fence and FENCE_RE.fullmatch(piece) else piece
 
 
 def _made_up_response(segment: str) -> int:
@@ -257,7 +258,7 @@ def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -
     for att in made_up or ():
         att.after_response = True
         attempts.append(att)
-    content_text = "\n\n".join(p for p in map(_clean, content) if p)
+    content_text = "\n\n".join(p for p in (_clean(c, bool(attempts)) for c in content) if p)
     if not attempts and tools is not None and content_text:
         bare = bare_json_calls("".join(content), tools.schemas)
         if bare:
