@@ -482,6 +482,9 @@ def test_a_lone_fence_without_calls_is_content(text: str) -> None:
     for family in ("qwen2.5", "qwen3", "qwen3-coder"):
         r = parse(text, family=family, tools=TOOLS)
         assert r.content == text.strip() and r.tool_calls == [] and r.errors == []
+    # an unmatched fence before a call is content too (only a pair of fences around calls is dropped)
+    r = parse(text + "\n" + xml_call("search", query="a"), family="qwen3-coder", tools=TOOLS)
+    assert r.content == text.strip() and calls(r) == [("call_0", "search", {"query": "a"})]
 
 
 def test_unclosed_think_without_calls_is_all_reasoning() -> None:

@@ -183,8 +183,8 @@ _TR_OPEN = "<tool_response>"
 def _clean(piece: str, drop_fence: bool) -> str:
     """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays).
 
-    With ``drop_fence`` (the completion has tool calls), a piece that is only a code-fence marker (the model
-    fenced its calls: ```xml ... ```) is dropped; without calls a lone fence is content like any other.
+    With ``drop_fence`` (the model fenced its calls: ```xml ... ```, i.e. there are calls and at least two
+    fence-only pieces), a piece that is only a code-fence marker is dropped; an unmatched fence is content.
     """
     i, j = 0, len(piece)
     while True:  # move the edges inward without copying (linear even for thousands of stray tags)
@@ -258,7 +258,8 @@ def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -
     for att in made_up or ():
         att.after_response = True
         attempts.append(att)
-    content_text = "\n\n".join(p for p in (_clean(c, bool(attempts)) for c in content) if p)
+    fenced = bool(attempts) and sum(1 for c in content if FENCE_RE.fullmatch(c.strip())) >= 2
+    content_text = "\n\n".join(p for p in (_clean(c, fenced) for c in content) if p)
     if not attempts and tools is not None and content_text:
         bare = bare_json_calls("".join(content), tools.schemas)
         if bare:
