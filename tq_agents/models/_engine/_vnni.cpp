@@ -24,9 +24,11 @@
 namespace {
 
 #ifndef TQ_PREFETCH
-#define TQ_PREFETCH 2048
+#define TQ_PREFETCH 4096
 #endif
-constexpr int64_t kPrefetch = TQ_PREFETCH;  // bytes ahead in the weight stream (0: none)
+// bytes ahead in the weight stream, into L2 (0: none). Measured on the 97 Qwen2.5-0.5B-shape matrices, 2 threads:
+// 4096 into L2 was the best or within noise of it in every round against 0, 512, 2048 into L1 and 8192 into L2.
+constexpr int64_t kPrefetch = TQ_PREFETCH;
 
 // q[0..K4*4) = round(x / s) + z clamped to [0, 255]; zero padding past K (its weights are 0).
 void quant_row(const float* x, int64_t K, int64_t K4, uint8_t* q, float* scale, int32_t* zero) {
@@ -90,7 +92,7 @@ inline void block(const int32_t* const* xq, const int8_t* w, int64_t K4, __m512i
   for (; k4 + U <= K4; k4 += U) {
     for (int u = 0; u < U; u++) {
       const int8_t* p = w + (k4 + u) * 64;
-      if (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
+      if (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T1);
       const __m512i wv = _mm512_load_si512(p);
       for (int m = 0; m < MT; m++) acc[m][u] = _mm512_dpbusd_epi32(acc[m][u], _mm512_set1_epi32(xq[m][k4 + u]), wv);
     }
