@@ -355,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     bw1 = in_fresh_thread(lambda: read_bandwidth_gbs(1))
     bwn = in_fresh_thread(lambda: read_bandwidth_gbs(threads))
     print(f"measured read bandwidth: {bw1:.1f} GB/s (1 thread), {bwn:.1f} GB/s ({threads} threads)", flush=True)
+    from tq_agents.models._engine._kernels import int8_kernel_status
+
+    status = int8_kernel_status()
+    print(f"int8 linears: {'tq AVX-512 VNNI kernel' if status == 'tq' else f'torch fbgemm ({status})'}", flush=True)
 
     results: dict[str, float] = {}
     if not a.skip_dtypes:

@@ -153,3 +153,31 @@ def test_a_failed_build_falls_back_with_the_reason(tiny_checkpoint, tmp_path):
     assert "LINEAR torch.ao.nn.quantized.dynamic" in proc.stdout
     assert "building or loading it failed" in proc.stderr and "broken on purpose" in proc.stderr
     assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built left in the cache
+
+
+@needs_kernel
+@pytest.mark.parametrize("m", [1, 3, 17])
+def test_fused_entry_point_equals_the_separate_ops(kernel, m):
+    """The decode step's ``fused`` call (RMSNorm / SwiGLU in front, residual add after, in one kernel call)
+    computes what PlainLinear computes with separate torch ops, to float rounding."""
+    import torch.nn.functional as F
+
+    from tq_agents.models._engine._int8 import Int8Linear
+    from tq_agents.models._engine._scripted import PlainLinear, _rms
+
+    g = torch.Generator().manual_seed(m)
+    q8 = Int8Linear.from_float(torch.nn.Linear(40, 48).requires_grad_(False))
+    plain = PlainLinear(q8)
+    x = torch.randn(m, 40, generator=g) * 3
+    norm_w = torch.rand(40, generator=g) + 0.5
+    res = torch.randn(m, 48, generator=g)
+    want = res + q8(_rms(x, norm_w, 1e-6))
+    got = q8.fused(x, norm_w, 1e-6, res)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(plain.fused(x, norm_w, 1e-6, res), want, rtol=1e-6, atol=1e-6)
+    gu = torch.randn(m, 80, generator=g) * 4  # [gate, up]: silu(gate) * up feeds the 40-wide linear
+    want = res + q8(F.silu(gu[:, :40]) * gu[:, 40:])
+    assert torch.allclose(q8.fused(gu, None, 0.0, res, True), want, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(plain.fused(gu, None, 0.0, res, True), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(RuntimeError, match="even width"):
+        q8.fused(torch.randn(m, 81), None, 0.0, None, True)

@@ -70,12 +70,20 @@ class Int8Linear(torch.nn.Module):
 
     @torch.jit.export
     def fused(
-        self, x: torch.Tensor, norm_w: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        norm_w: torch.Tensor | None,
+        eps: float,
+        residual: torch.Tensor | None,
+        glu: bool = False,
     ) -> torch.Tensor:
         """``[residual +] self(rms_norm(x, norm_w, eps) if norm_w is given else x)`` for 2-D ``x``, in one kernel
-        call (the decode step's entry point; the norm runs in fp32 as in Qwen's RMSNorm)."""
+        call (the decode step's entry point; the norm runs in fp32 as in Qwen's RMSNorm). With ``glu``, ``x`` is
+        ``[gate, up]`` and the input is ``silu(gate) * up``."""
         bias: torch.Tensor | None = self.bias if self.has_bias else None
-        return torch.ops.tq.linear_i8_ex(x, self.wp, self.sw, self.rs, bias, self.out_features, norm_w, eps, residual)
+        return torch.ops.tq.linear_i8_ex(
+            x, self.wp, self.sw, self.rs, bias, self.out_features, norm_w, eps, residual, glu
+        )
 
     @torch.jit.ignore
     def int8_weight(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,9 +48,18 @@ class PlainLinear(torch.nn.Module):
 
     @torch.jit.export
     def fused(
-        self, x: torch.Tensor, norm_w: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        norm_w: torch.Tensor | None,
+        eps: float,
+        residual: torch.Tensor | None,
+        glu: bool = False,
     ) -> torch.Tensor:
-        """``[residual +] self(_rms(x, norm_w, eps) if norm_w is given else x)``."""
+        """``[residual +] self(_rms(x, norm_w, eps) if norm_w is given else x)``; with ``glu`` the input is
+        ``silu(gate) * up`` of ``x = [gate, up]``."""
+        if glu:
+            inter = x.shape[-1] // 2
+            x = F.silu(x[:, :inter]) * x[:, inter:]
         if norm_w is not None:
             x = _rms(x, norm_w, eps)
         y = self.mod(x)
@@ -163,8 +172,7 @@ class DecodeStep(torch.nn.Module):
             )
             x = ly.o.fused(att.reshape(b, nh * hd), None, 0.0, x)
             gu = ly.gate_up.fused(x, ly.ln2, ly.eps2, None)
-            inter = gu.shape[-1] // 2
-            x = ly.down.fused(F.silu(gu[:, :inter]) * gu[:, inter:], None, 0.0, x)
+            x = ly.down.fused(gu, None, 0.0, x, True)
             i += 1
         return self.lm_head.fused(x, self.norm_w, self.norm_eps, None).float()
 

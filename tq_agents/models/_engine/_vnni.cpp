@@ -2,8 +2,9 @@
 //
 //   y[m, n] = sx[m] * sw[n] * (sum_k q[m, k] * w[n, k] - zp[m] * rs[n]) + bias[n]
 //
-// tq::linear_i8_ex additionally applies Qwen's RMSNorm to each row of x first (norm_w, eps) and/or adds a
-// residual [M, N] to y: the decode step's norm -> linear and linear -> residual add in one call.
+// tq::linear_i8_ex additionally applies SwiGLU (glu: x = [gate, up] -> silu(gate) * up) and/or Qwen's RMSNorm
+// (norm_w, eps) to each row of x first, and/or adds a residual [M, N] to y: the decode step's norm -> linear,
+// swiglu -> linear and linear -> residual add, each in one call.
 //
 // w: int8 weights with one scale per output row (sw), packed as [N/16][K/4][16][4] so that one 64-byte load
 // holds 4 consecutive k of 16 outputs (vpdpbusd multiplies it with 4 broadcast activation bytes into 16 int32
@@ -65,6 +66,35 @@ void quant_row(const float* x, int64_t K, int64_t K4, uint8_t* q, float* scale, 
   *zero = z;
 }
 
+// e^x for |x| <= 88 (Cephes' expf polynomial, ~1 ulp), 16 lanes.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-88.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// out[k] = silu(x[k]) * x[K + k]: the SwiGLU between gate/up and down, fused in front of the down matmul.
+void glu_row(const float* x, int64_t K, float* out) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 g = _mm512_loadu_ps(x + k);
+    const __m512 sg = _mm512_div_ps(g, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_storeu_ps(out + k, _mm512_mul_ps(sg, _mm512_loadu_ps(x + K + k)));
+  }
+  for (; k < K; k++) out[k] = x[k] / (1.f + std::exp(-x[k])) * x[K + k];
+}
+
 // out[k] = w[k] * (x[k] / sqrt(mean(x^2) + eps)): Qwen's RMSNorm in fp32, fused in front of the matmul.
 void rms_row(const float* x, const float* w, float eps, int64_t K, float* out) {
   __m512 acc = _mm512_setzero_ps();
@@ -124,15 +154,17 @@ void tile(const int32_t* const* xq, const int8_t* w, int64_t K4, const float* sx
   }
 }
 
-// y = [residual +] linear([rmsnorm(] x [, norm_w, eps)])
+// y = [residual +] linear([rmsnorm(] [swiglu(] x [)] [, norm_w, eps)]); with glu, x is [M, 2K] = [gate, up]
 at::Tensor linear_i8_ex(const at::Tensor& x_in, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
                         const std::optional<at::Tensor>& bias, int64_t n_out, const std::optional<at::Tensor>& norm_w,
-                        double eps, const std::optional<at::Tensor>& residual) {
+                        double eps, const std::optional<at::Tensor>& residual, bool glu) {
   TORCH_CHECK(x_in.dim() == 2, "tq::linear_i8: x must be 2-D [M, K], got ", x_in.sizes());
   TORCH_CHECK(wp.dim() == 3 && wp.size(2) == 64 && wp.scalar_type() == at::kChar && wp.is_contiguous(),
               "tq::linear_i8: packed weight must be contiguous int8 [N/16, K/4, 64]");
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
-  const int64_t M = x.size(0), K = x.size(1), NB = wp.size(0), K4 = wp.size(1), NP = NB * 16;
+  const int64_t M = x.size(0), Kin = x.size(1), K = glu ? Kin / 2 : Kin, NB = wp.size(0), K4 = wp.size(1);
+  const int64_t NP = NB * 16;
+  TORCH_CHECK(!glu || Kin % 2 == 0, "tq::linear_i8: glu needs [gate, up] rows of even width, got ", Kin);
   TORCH_CHECK(K4 == (K + 3) / 4, "tq::linear_i8: x has K=", K, " but the weight was packed for K4=", K4);
   TORCH_CHECK(sw.numel() == NP && rs.numel() == NP && n_out <= NP, "tq::linear_i8: scales/row sums size");
   const float* bp = nullptr;
@@ -162,9 +194,13 @@ at::Tensor linear_i8_ex(const at::Tensor& x_in, const at::Tensor& wp, const at::
   std::vector<int32_t> zp(M);
   const float* xp = x.data_ptr<float>();
   at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {  // inline below 16 rows (decode)
-    std::vector<float> normed(nwp ? K : 0);
+    std::vector<float> normed(nwp ? K : 0), gated(glu ? K : 0);
     for (int64_t m = m0; m < m1; m++) {
-      const float* row = xp + m * K;
+      const float* row = xp + m * Kin;
+      if (glu) {
+        glu_row(row, K, gated.data());
+        row = gated.data();
+      }
       if (nwp) {
         rms_row(row, nwp, static_cast<float>(eps), K, normed.data());
         row = normed.data();
@@ -212,7 +248,7 @@ at::Tensor linear_i8_ex(const at::Tensor& x_in, const at::Tensor& wp, const at::
 
 at::Tensor linear_i8(const at::Tensor& x, const at::Tensor& wp, const at::Tensor& sw, const at::Tensor& rs,
                      const std::optional<at::Tensor>& bias, int64_t n_out) {
-  return linear_i8_ex(x, wp, sw, rs, bias, n_out, std::nullopt, 0.0, std::nullopt);
+  return linear_i8_ex(x, wp, sw, rs, bias, n_out, std::nullopt, 0.0, std::nullopt, false);
 }
 
 }  // namespace
@@ -221,7 +257,7 @@ TORCH_LIBRARY(tq, m) {
   m.def("linear_i8(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out) -> Tensor");
   m.def(
       "linear_i8_ex(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out, Tensor? norm_w, float eps, "
-      "Tensor? residual) -> Tensor");
+      "Tensor? residual, bool glu=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(tq, CPU, m) {
