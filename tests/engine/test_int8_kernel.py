@@ -181,3 +181,29 @@ def test_fused_entry_point_equals_the_separate_ops(kernel, m):
     assert torch.allclose(plain.fused(gu, None, 0.0, res, True), want, rtol=1e-6, atol=1e-6)
     with pytest.raises(RuntimeError, match="even width"):
         q8.fused(torch.randn(m, 81), None, 0.0, None, True)
+
+
+@needs_kernel
+@pytest.mark.parametrize("b", [1, 3])
+@pytest.mark.parametrize("kv_len", [1, 5, 40, 333])
+def test_decode_attention_matches_sdpa(kernel, b, kv_len):
+    """tq's decode attention on the engine's strided KV slot views, with equal rows (no mask) and with per-row
+    lengths (the mask SDPA would take), equals SDPA with GQA to float rounding."""
+    from tq_agents.models._engine._scripted import SdpaAttention, TqAttention
+
+    g = torch.Generator().manual_seed(b * 1000 + kv_len)
+    nh, nkv, hd = 14, 2, 64
+    buf = torch.randn(2, 4, nkv, 512, hd, generator=g)  # [k/v, slots, kv heads, max len, head dim]
+    k, v = buf[0, :b, :, :kv_len], buf[1, :b, :, :kv_len]
+    q = torch.randn(b, 2 * nh, hd, generator=g)[:, :nh]  # a strided slice, as in the step
+    scale = hd**-0.5
+    tq, sdpa = TqAttention(scale), SdpaAttention(scale)
+    pos = torch.full((b,), kv_len - 1)
+    want = sdpa(q, k, v, None, pos).reshape(b, nh, hd)
+    assert torch.allclose(tq(q, k, v, None, pos), want, atol=2e-6)
+    pos = torch.tensor([max(0, kv_len - 1 - 3 * i) for i in range(b)])
+    mask = (torch.arange(kv_len)[None, :] <= pos[:, None]).view(b, 1, 1, kv_len)
+    want = sdpa(q, k, v, mask, pos).reshape(b, nh, hd)
+    assert torch.allclose(tq(q, k, v, mask, pos), want, atol=2e-6)
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.tq.decode_attn(q, k, v, scale, torch.full((b,), kv_len + 1))

@@ -105,6 +105,48 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, h: int) -> torc
     return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
 
 
+class SdpaAttention(torch.nn.Module):
+    """Decode attention through torch's ``scaled_dot_product_attention`` (GQA, optional mask)."""
+
+    def __init__(self, scaling: float) -> None:
+        super().__init__()
+        self.scaling = scaling
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q.unsqueeze(2), k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+
+
+class TqAttention(torch.nn.Module):
+    """Decode attention through tq's kernel (``torch.ops.tq.decode_attn``: fp32, one query per row, row ``b``
+    attending to positions ``0..positions[b]``). Measured against ``SdpaAttention`` on the Qwen2.5-0.5B head
+    shape (14 query / 2 KV heads of 64): 16.3 vs 7.7 us at 40 positions, 146 vs 82 us at 1,400, batch 4 x 1,400
+    549 vs 305 us; outputs within 3e-7. Used when the engine's int8 kernel is loaded (int8 mode)."""
+
+    def __init__(self, scaling: float) -> None:
+        super().__init__()
+        self.scaling = scaling
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor:
+        lengths: torch.Tensor | None = None
+        if mask is not None:
+            lengths = positions + 1
+        return torch.ops.tq.decode_attn(q, k, v, self.scaling, lengths)
+
+
+def _attention(fd: Any) -> torch.nn.Module:
+    from tq_agents.models._engine._int8 import Int8Linear
+
+    hd = int(fd.head_dim)
+    int8 = isinstance(fd.lm_head, Int8Linear)  # tq's kernel library is loaded, activations are fp32
+    if int8 and hd % 16 == 0 and hd <= 256:
+        return TqAttention(float(fd.scaling))
+    return SdpaAttention(float(fd.scaling))
+
+
 class DecodeStep(torch.nn.Module):
     """``forward(x [B, H] embeddings, cos/sin [B, 1, D], kv buffer, positions [B], p0, kv_len, mask) -> logits``
     over a ``FastDecoder``'s weights (shared); scriptable, and runs eagerly as well."""
@@ -119,6 +161,7 @@ class DecodeStep(torch.nn.Module):
         self.nkv = int(fd.kv_heads)
         self.hd = int(fd.head_dim)
         self.scaling = float(fd.scaling)
+        self.attn = _attention(fd)
 
     def forward(
         self,
@@ -162,14 +205,7 @@ class DecodeStep(torch.nn.Module):
             else:
                 kl[rows, :, positions] = k
                 vl[rows, :, positions] = v
-            att = F.scaled_dot_product_attention(
-                q.unsqueeze(2),
-                kl[:b, :, :kv_len],
-                vl[:b, :, :kv_len],
-                attn_mask=mask,
-                scale=self.scaling,
-                enable_gqa=True,
-            )
+            att = self.attn(q, kl[:b, :, :kv_len], vl[:b, :, :kv_len], mask, positions)
             x = ly.o.fused(att.reshape(b, nh * hd), None, 0.0, x)
             gu = ly.gate_up.fused(x, ly.ln2, ly.eps2, None)
             x = ly.down.fused(gu, None, 0.0, x, True)

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <vector>
 
@@ -251,6 +252,86 @@ at::Tensor linear_i8(const at::Tensor& x, const at::Tensor& wp, const at::Tensor
   return linear_i8_ex(x, wp, sw, rs, bias, n_out, std::nullopt, 0.0, std::nullopt, false);
 }
 
+// Decode attention, one new query per row: row b attends to positions 0..len[b]-1 (len = lengths[b], or L):
+// out[b, h] = softmax(scale * q[b, h] . k[b, h / group, t]) @ v[b, h / group, t]. fp32, head dim % 16 == 0;
+// k and v may be strided views (the engine's KV slots); the inner head-dim axis must be contiguous.
+at::Tensor decode_attn(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v, double scale,
+                       const std::optional<at::Tensor>& lengths) {
+  TORCH_CHECK(q_in.dim() == 3 && k.dim() == 4 && v.dim() == 4, "tq::decode_attn: q [B, H, D], k/v [B, G, L, D]");
+  TORCH_CHECK(q_in.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
+              "tq::decode_attn: fp32 only");
+  const at::Tensor q = q_in.contiguous();
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), G = k.size(1), L = k.size(2);
+  TORCH_CHECK(D % 16 == 0 && H % G == 0 && k.size(0) >= B && v.size(0) >= B && v.size(1) == G && v.size(2) == L &&
+                  k.size(3) == D && v.size(3) == D && k.stride(3) == 1 && v.stride(3) == 1 && L > 0,
+              "tq::decode_attn: shapes q ", q.sizes(), " k ", k.sizes(), " v ", v.sizes());
+  TORCH_CHECK(D <= 256, "tq::decode_attn: head dim above 256");
+  std::vector<int64_t> lens(B, L);
+  if (lengths.has_value()) {
+    const at::Tensor ln = lengths->to(at::kLong).contiguous();
+    TORCH_CHECK(ln.numel() == B, "tq::decode_attn: lengths must have one entry per row");
+    for (int64_t b = 0; b < B; b++) {
+      lens[b] = ln.data_ptr<int64_t>()[b];
+      TORCH_CHECK(lens[b] >= 1 && lens[b] <= L, "tq::decode_attn: length ", lens[b], " outside 1..", L);
+    }
+  }
+  at::Tensor out = at::empty({B, H, D}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t group = H / G, nd = D / 16;
+  const int64_t ks0 = k.stride(0), ks1 = k.stride(1), ks2 = k.stride(2);
+  const int64_t vs0 = v.stride(0), vs1 = v.stride(1), vs2 = v.stride(2);
+  const float sc = static_cast<float>(scale);
+  // one (row, head) pair costs ~4*L*D flops: run serially below ~64k flops of work in all
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, 4 * L * D));
+  at::parallel_for(0, B * H, grain, [&](int64_t p0, int64_t p1) {
+    std::vector<float> sbuf(static_cast<size_t>(L) + 16);
+    float* sp = sbuf.data();
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t b = p / H, h = p % H, g = h / group, n = lens[b];
+      const float* qh = qp + p * D;
+      const float* kb = kp + b * ks0 + g * ks1;
+      const float* vb = vp + b * vs0 + g * vs1;
+      __m512 qv[16];  // D <= 256 (checked above)
+      for (int64_t d = 0; d < nd; d++) qv[d] = _mm512_mul_ps(_mm512_loadu_ps(qh + d * 16), _mm512_set1_ps(sc));
+      float mx = -INFINITY;
+      for (int64_t t = 0; t < n; t++) {
+        const float* kt = kb + t * ks2;
+        __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kt));
+        for (int64_t d = 1; d < nd; d++) acc = _mm512_fmadd_ps(qv[d], _mm512_loadu_ps(kt + d * 16), acc);
+        const float s = _mm512_reduce_add_ps(acc);
+        sp[t] = s;
+        mx = std::max(mx, s);
+      }
+      const __m512 vmx = _mm512_set1_ps(mx);
+      __m512 vsum = _mm512_setzero_ps();
+      int64_t t = 0;
+      for (; t + 16 <= n; t += 16) {
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sp + t), vmx));
+        _mm512_storeu_ps(sp + t, e);
+        vsum = _mm512_add_ps(vsum, e);
+      }
+      float sum = _mm512_reduce_add_ps(vsum);
+      for (; t < n; t++) {
+        sp[t] = std::exp(sp[t] - mx);
+        sum += sp[t];
+      }
+      __m512 ov[16];
+      for (int64_t d = 0; d < nd; d++) ov[d] = _mm512_setzero_ps();
+      for (t = 0; t < n; t++) {
+        const __m512 pt = _mm512_set1_ps(sp[t]);
+        const float* vt = vb + t * vs2;
+        for (int64_t d = 0; d < nd; d++) ov[d] = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vt + d * 16), ov[d]);
+      }
+      const __m512 inv = _mm512_set1_ps(1.f / sum);
+      for (int64_t d = 0; d < nd; d++) _mm512_storeu_ps(op + p * D + d * 16, _mm512_mul_ps(ov[d], inv));
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tq, m) {
@@ -258,9 +339,11 @@ TORCH_LIBRARY(tq, m) {
   m.def(
       "linear_i8_ex(Tensor x, Tensor wp, Tensor sw, Tensor rs, Tensor? bias, int n_out, Tensor? norm_w, float eps, "
       "Tensor? residual, bool glu=False) -> Tensor");
+  m.def("decode_attn(Tensor q, Tensor k, Tensor v, float scale, Tensor? lengths=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(tq, CPU, m) {
   m.impl("linear_i8", TORCH_FN(linear_i8));
   m.impl("linear_i8_ex", TORCH_FN(linear_i8_ex));
+  m.impl("decode_attn", TORCH_FN(decode_attn));
 }
