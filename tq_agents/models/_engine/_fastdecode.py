@@ -8,7 +8,8 @@ works unchanged) with the minimum of tensor ops per layer:
 * RoPE cos/sin are computed once per step for all rows (not per layer);
 * new K/V rows are written straight into the engine's :class:`SlotKV` buffer;
 * attention reads the slot views with ``scaled_dot_product_attention(enable_gqa=True)`` -- no 14-head
-  ``repeat_kv`` copies -- and needs no mask at all when every row has the same length (always at batch 1).
+  ``repeat_kv`` copies -- and needs no mask at all when every row has the same length (always at batch 1); in
+  int8 mode with tq's kernel, ``torch.ops.tq.decode_attn`` instead (``_scripted.TqAttention``).
 
 The per-layer loop is one module (``_scripted.DecodeStep``), run as TorchScript (the same ops, dispatched from C++,
 not Python); when scripting fails the same module runs eagerly.
