@@ -1,4 +1,6 @@
-"""The engine's own compiled kernel: ``torch.ops.tq.linear_i8`` (``_vnni.cpp``), built on first use and cached.
+"""The engine's own compiled kernels (``_vnni.cpp``), built on first use and cached: ``torch.ops.tq.linear_i8``
+(the int8 linear), ``tq.linear_i8_ex`` (with RMSNorm / SwiGLU in front and a residual add after, for the decode
+step) and ``tq.decode_attn`` (one-query-per-row GQA attention over the KV slots).
 
 Why a kernel of our own: torch's int8 linear (fbgemm, dynamic quantization) reached 18-29 GB/s on the decode
 step's matrix-vector products here and costs ~20 us per call, so the int8 batch-1 decode of the Qwen2.5-0.5B shape
