@@ -11,10 +11,10 @@ faster than fbgemm for prefill-sized inputs (M = 256), with half fbgemm's per-ma
 per row, full 8-bit range). See ``benchmarks/engine.py``.
 
 Build: ``g++`` (``$CXX``) against the installed torch's headers, linked to the libgomp torch loaded (so its threads
-are torch's own OpenMP pool), about 10 s once; the library is cached under ``$TQ_KERNEL_CACHE`` (default
-``~/.cache/tq_agents/kernels``) keyed by the source, torch version and flags. Requirements: Linux x86-64 with
-AVX-512 F/BW/VL + VNNI and a C++ compiler. When one is missing (or ``TQ_INT8_KERNEL=fbgemm`` is set), int8 mode
-uses torch's fbgemm linear and a warning says why: never silently.
+are torch's own OpenMP pool), about 10 s once; the library is cached under ``$TQ_KERNEL_CACHE`` (default:
+``kernels/`` in the user cache directory, ``$TQ_CACHE_DIR`` or ``~/.cache/tq_agents``) keyed by the source, torch
+version and flags. Requirements: Linux x86-64 with AVX-512 F/BW/VL + VNNI and a C++ compiler. When one is missing
+(or ``TQ_INT8_KERNEL=fbgemm`` is set), int8 mode uses torch's fbgemm linear and a warning says why: never silently.
 """
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ def _cpu_missing() -> list[str]:
 
 
 def cache_dir() -> Path:
+    """``$TQ_KERNEL_CACHE``, else ``kernels/`` in the tq-agents user cache directory (shared with the tokenizer)."""
     env = os.environ.get("TQ_KERNEL_CACHE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tq_agents" / "kernels"
+    from tq_agents.models.qwen._tokenizer import cache_dir as user_cache_dir
+
+    return user_cache_dir() / "kernels"
 
 
 def _build(cxx: str) -> Path:
