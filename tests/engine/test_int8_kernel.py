@@ -198,12 +198,11 @@ def test_decode_attention_matches_sdpa(kernel, b, kv_len):
     q = torch.randn(b, 2 * nh, hd, generator=g)[:, :nh]  # a strided slice, as in the step
     scale = hd**-0.5
     tq, sdpa = TqAttention(scale), SdpaAttention(scale)
-    pos = torch.full((b,), kv_len - 1)
-    want = sdpa(q, k, v, None, pos).reshape(b, nh, hd)
-    assert torch.allclose(tq(q, k, v, None, pos), want, atol=2e-6)
+    want = sdpa(q, k, v, None, None).reshape(b, nh, hd)
+    assert torch.allclose(tq(q, k, v, None, None), want, atol=2e-6)
     pos = torch.tensor([max(0, kv_len - 1 - 3 * i) for i in range(b)])
     mask = (torch.arange(kv_len)[None, :] <= pos[:, None]).view(b, 1, 1, kv_len)
-    want = sdpa(q, k, v, mask, pos).reshape(b, nh, hd)
-    assert torch.allclose(tq(q, k, v, mask, pos), want, atol=2e-6)
+    want = sdpa(q, k, v, mask, pos + 1).reshape(b, nh, hd)
+    assert torch.allclose(tq(q, k, v, mask, pos + 1), want, atol=2e-6)
     with pytest.raises(RuntimeError, match="outside"):
         torch.ops.tq.decode_attn(q, k, v, scale, torch.full((b,), kv_len + 1))

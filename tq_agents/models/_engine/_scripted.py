@@ -105,35 +105,34 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, h: int) -> torc
     return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
 
 
-class SdpaAttention(torch.nn.Module):
-    """Decode attention through torch's ``scaled_dot_product_attention`` (GQA, optional mask)."""
+class _Attention(torch.nn.Module):
+    """Decode attention: ``forward(q [B, nh, hd], k/v slot views [B, nkv, L, hd], mask, lengths)``. ``mask`` and
+    ``lengths`` (``positions + 1``, computed once per step) are both ``None`` when every row attends to all L
+    positions; an implementation uses whichever of the two it needs."""
 
     def __init__(self, scaling: float) -> None:
         super().__init__()
         self.scaling = scaling
 
+
+class SdpaAttention(_Attention):
+    """Decode attention through torch's ``scaled_dot_product_attention`` (GQA, optional mask)."""
+
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None
     ) -> torch.Tensor:
         return F.scaled_dot_product_attention(q.unsqueeze(2), k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
 
 
-class TqAttention(torch.nn.Module):
+class TqAttention(_Attention):
     """Decode attention through tq's kernel (``torch.ops.tq.decode_attn``: fp32, one query per row, row ``b``
-    attending to positions ``0..positions[b]``). Measured against ``SdpaAttention`` on the Qwen2.5-0.5B head
+    attending to positions ``0..lengths[b] - 1``). Measured against ``SdpaAttention`` on the Qwen2.5-0.5B head
     shape (14 query / 2 KV heads of 64): 16.3 vs 7.7 us at 40 positions, 146 vs 82 us at 1,400, batch 4 x 1,400
     549 vs 305 us; outputs within 3e-7. Used when the engine's int8 kernel is loaded (int8 mode)."""
 
-    def __init__(self, scaling: float) -> None:
-        super().__init__()
-        self.scaling = scaling
-
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None
     ) -> torch.Tensor:
-        lengths: torch.Tensor | None = None
-        if mask is not None:
-            lengths = positions + 1
         return torch.ops.tq.decode_attn(q, k, v, self.scaling, lengths)
 
 
@@ -160,7 +159,6 @@ class DecodeStep(torch.nn.Module):
         self.nh = int(fd.heads)
         self.nkv = int(fd.kv_heads)
         self.hd = int(fd.head_dim)
-        self.scaling = float(fd.scaling)
         self.attn = _attention(fd)
 
     def forward(
@@ -179,6 +177,9 @@ class DecodeStep(torch.nn.Module):
         nq = nh + nkv
         h = hd // 2
         rows = torch.arange(b)
+        lengths: torch.Tensor | None = None
+        if mask is not None:
+            lengths = positions + 1  # what the mask allows each row: once per step, not per layer
         i = 0
         for ly in self.layers:
             qkv = ly.qkv.fused(x, ly.ln1, ly.eps1, None)
@@ -205,7 +206,7 @@ class DecodeStep(torch.nn.Module):
             else:
                 kl[rows, :, positions] = k
                 vl[rows, :, positions] = v
-            att = self.attn(q, kl[:b, :, :kv_len], vl[:b, :, :kv_len], mask, positions)
+            att = self.attn(q, kl[:b, :, :kv_len], vl[:b, :, :kv_len], mask, lengths)
             x = ly.o.fused(att.reshape(b, nh * hd), None, 0.0, x)
             gu = ly.gate_up.fused(x, ly.ln2, ly.eps2, None)
             x = ly.down.fused(gu, None, 0.0, x, True)
