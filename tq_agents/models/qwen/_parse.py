@@ -180,12 +180,8 @@ _TURN_END_RE = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>")
 _TR_OPEN = "<tool_response>"
 
 
-def _clean(piece: str, drop_fence: bool) -> str:
-    """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays).
-
-    With ``drop_fence`` (the model fenced its calls: ```xml ... ```, i.e. there are calls and at least two
-    fence-only pieces), a piece that is only a code-fence marker is dropped; an unmatched fence is content.
-    """
+def _clean(piece: str) -> str:
+    """Strip a content piece, and stray closing tags / end tokens at its edges (a mention inside stays)."""
     i, j = 0, len(piece)
     while True:  # move the edges inward without copying (linear even for thousands of stray tags)
         while i < j and piece[i].isspace():
@@ -200,8 +196,7 @@ def _clean(piece: str, drop_fence: bool) -> str:
         if tag is None:
             break
         j -= len(tag)
-    piece = piece[i:j]
-    return "" if drop_fence and FENCE_RE.fullmatch(piece) else piece
+    return piece[i:j]
 
 
 def _made_up_response(segment: str) -> int:
@@ -258,8 +253,12 @@ def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -
     for att in made_up or ():
         att.after_response = True
         attempts.append(att)
-    fenced = bool(attempts) and sum(1 for c in content if FENCE_RE.fullmatch(c.strip())) >= 2
-    content_text = "\n\n".join(p for p in (_clean(c, fenced) for c in content) if p)
+    pieces = [_clean(c) for c in content]
+    # the model fenced its calls (```xml ... ```): calls and at least two fence-only pieces, which are dropped;
+    # an unmatched fence is content
+    if attempts and sum(1 for p in pieces if FENCE_RE.fullmatch(p)) >= 2:
+        pieces = [p for p in pieces if not FENCE_RE.fullmatch(p)]
+    content_text = "\n\n".join(p for p in pieces if p)
     if not attempts and tools is not None and content_text:
         bare = bare_json_calls("".join(content), tools.schemas)
         if bare:
