@@ -638,6 +638,13 @@ def test_text_after_end_of_turn_is_not_part_of_the_turn() -> None:
     assert parse("Hi<|im_start|>assistant\nagain", family="qwen3").content == "Hi"
 
 
+def test_turn_end_token_inside_a_call_ends_the_turn() -> None:
+    """A model stops on <|im_end|>: one inside a string argument is where the turn ended, so the call is cut
+    there and reported as malformed, not run with the rest of the text."""
+    r = parse(hermes("search", '{"query": "a<|im_end|>b"}'), family="qwen2.5", tools=TOOLS)
+    assert r.tool_calls == [] and len(r.errors) == 1 and r.errors[0].raw.endswith('"a')
+
+
 def test_calls_after_a_made_up_tool_response_are_refused() -> None:
     text = (
         hermes("get_weather", '{"city": "Oslo"}')
