@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+import orjson
 import pydantic_core
 
 from tq_agents.messages import Message
@@ -43,7 +44,24 @@ __all__ = [
 ]
 
 _to_json = pydantic_core.to_json
+_orjson_dumps = orjson.dumps
+# anything but plain JSON values (str/int/float/bool/None/list/dict, not subclasses) goes to pydantic instead
+_PLAIN_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 _response_json = ChatResponse.__pydantic_serializer__.to_json
+_EXCLUDE_RUN_ID = {"run_id"}
+
+
+def _json(fields: dict[str, Any]) -> bytes:
+    """Compact JSON of a payload the scheduler built (ids, names, counts, finite floats): orjson for plain JSON
+    values (about 3x faster than pydantic's inferring encoder), pydantic for anything else (models, datetimes,
+    ...), which raises ``PydanticSerializationError`` for what cannot be encoded at all. Not for payloads that
+    may hold user values: orjson writes a non-finite float as ``null`` where pydantic writes ``Infinity``."""
+    try:
+        return _orjson_dumps(fields, option=_PLAIN_ONLY)
+    except TypeError:  # orjson.JSONEncodeError: a value that is not plain JSON
+        return _to_json(fields)
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {}
 
 
@@ -104,6 +122,8 @@ class Event:
     """Base of all run events. ``seq`` is the position in the run's log (set when appended)."""
 
     kind: ClassVar[str] = "Event"
+    # payload values are the scheduler's own (see ``_json``); user values (tool arguments, budgets) are not
+    _scheduler_values: ClassVar[bool] = False
     run_id: str
     seq: int = 0
     ts: float = field(default_factory=time.time)
@@ -128,7 +148,7 @@ class Event:
     def encode(cls, run_id: str, fields: dict[str, Any]) -> bytes:
         """The stored payload JSON for an event of this kind with payload ``fields``, without building the
         event object (the scheduler's path when no one streams the run's events)."""
-        return _to_json(fields)
+        return _json(fields) if cls._scheduler_values else _to_json(fields)
 
     def to_json(self) -> str:
         """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
@@ -165,6 +185,8 @@ class RunResumed(Event):
 @dataclass(slots=True, kw_only=True)
 class NodeStarted(Event):
     """A turn of ``node`` began (``turn_id`` = ``node:visit``) on the messages ``inputs`` (ids)."""
+
+    _scheduler_values: ClassVar[bool] = True
 
     node: str
     turn_id: str
@@ -209,7 +231,7 @@ class ModelCallFinished(Event):
         which ``from_payload`` restores; keeps a turn's log row small."""
         rest = dict(fields)
         response = rest.pop("response")
-        return _to_json(rest)[:-1] + b',"response":' + _response_json(response, exclude=_unset(response)) + b"}"
+        return _json(rest)[:-1] + b',"response":' + _response_json(response, exclude=_unset(response)) + b"}"
 
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
@@ -271,8 +293,9 @@ class MessageEmitted(Event):
         msg = fields["message"]
         if msg.run_id != run_id:
             return _to_json({**fields, "type": msg.type_name})
-        head = _to_json({"node": fields["node"], "turn_id": fields["turn_id"], "type": msg.type_name})
-        return head[:-1] + b',"message":' + _to_json(msg, exclude={"run_id"}) + b"}"
+        head = _json({"node": fields["node"], "turn_id": fields["turn_id"], "type": msg.type_name})
+        body = msg.__pydantic_serializer__.to_json(msg, exclude=_EXCLUDE_RUN_ID)
+        return head[:-1] + b',"message":' + body + b"}"
 
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:
@@ -286,6 +309,8 @@ class MessageEmitted(Event):
 @dataclass(slots=True, kw_only=True)
 class NodeFinished(Event):
     """A turn ended. ``status``: completed | failed. ``routed``: [target, message id] pairs sent along edges."""
+
+    _scheduler_values: ClassVar[bool] = True
 
     node: str
     turn_id: str
@@ -311,6 +336,8 @@ class InputDropped(Event):
 @dataclass(slots=True, kw_only=True)
 class RunFinished(Event):
     """The run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline."""
+
+    _scheduler_values: ClassVar[bool] = True
 
     status: str
     reason: str = ""

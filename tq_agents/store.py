@@ -184,6 +184,9 @@ class RunStore(abc.ABC):
                 self._write(runs, events, statuses)
             except sqlite3.Error as e:
                 raise StoreError(f"run store write failed: {e}", hint="check the store path and free disk") from e
+            for run_id, (status, _) in statuses.items():
+                if status != "running":  # a finished run's next seq is read back from the log if ever needed:
+                    self._next_seq.pop(run_id, None)  # a long-lived store keeps no state per past run
             if self._subs:
                 top: dict[str, int] = {}
                 for ev in events:

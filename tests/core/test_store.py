@@ -106,6 +106,21 @@ def test_subscribers_hear_only_durable_seqs(store: RunStore) -> None:
     assert heard[-1] == 3
 
 
+def test_finished_runs_leave_no_per_run_state(store: RunStore) -> None:
+    # a long-lived store (a support bot's server) must not grow with every run it has finished
+    for i in range(200):
+        store.create_run(f"r{i}", workflow="w", check=False)
+        store.append(f"r{i}", "k", {"i": i})
+        store.set_status(f"r{i}", "completed")
+        store.flush()
+    assert store._next_seq == {}
+    # the log still knows where a finished run's sequence continues (e.g. a backend's late record)
+    assert store.append("r7", "late", {}) == 2
+    store.flush()
+    assert [e.kind for e in store.load_events("r7")] == ["k", "late"]
+    assert store.get_run("r7").status == "completed"
+
+
 def test_sqlite_group_commit_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     s = SQLiteRunStore(path, commit_interval_s=10.0)

@@ -1,0 +1,94 @@
+"""Event encoding: what the store keeps is the payload as pydantic would encode it, whichever encoder ran."""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tq_agents import TextMessage
+from tq_agents.events import MessageEmitted, NodeFinished, NodeStarted, ToolCallStarted, event_from_stored
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _stored(ev: Any) -> Any:
+    return json.loads(ev.payload_json())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arguments=st.dictionaries(st.text(max_size=8), json_values | st.floats(allow_nan=False), max_size=5),
+    text=st.text(),
+    duration=st.floats(min_value=0, max_value=1e9),
+    ids=st.lists(st.text(max_size=30), max_size=3),
+)
+def test_payloads_store_what_pydantic_would(
+    arguments: dict[str, Any], text: str, duration: float, ids: list[str]
+) -> None:
+    # ToolCallStarted holds user values (pydantic encodes them: inf stays Infinity, not null); NodeFinished holds the
+    # scheduler's own (the faster plain-JSON encoder)
+    events = [
+        ToolCallStarted(run_id="r", node="n", turn_id="n:1", key="0:c", tool="t", arguments=arguments),
+        NodeFinished(
+            run_id="r",
+            node=text,
+            turn_id="n:1",
+            status="failed",
+            reason=text,
+            outputs=ids,
+            routed=[[text, i] for i in ids],
+            prompt_tokens=2**40,
+            duration_s=duration,
+        ),
+    ]
+    for ev in events:
+        assert _stored(ev) == json.loads(pydantic_core.to_json(ev.payload()))
+        back = event_from_stored("r", 1, ev.ts, ev.kind, _stored(ev))
+        assert back is not None and back.payload() == ev.payload()
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Color.RED,  # a str subclass
+        datetime(2026, 11, 29, 12, 0, tzinfo=UTC),  # pydantic's format ("Z"), not orjson's ("+00:00")
+        TextMessage(text="inside a payload"),  # a model
+        2**70,  # beyond 64 bits
+        (1, "a"),  # a tuple
+    ],
+)
+def test_values_that_are_not_plain_json_are_encoded_by_pydantic(value: Any) -> None:
+    ev = ToolCallStarted(run_id="r", node="n", turn_id="n:1", key="0:c", tool="t", arguments={"v": value})
+    assert ev.payload_json() == pydantic_core.to_json(ev.payload())
+
+
+def test_unencodable_payload_is_a_pydantic_error() -> None:
+    ev = NodeStarted(run_id="r", node="n", turn_id="n:1", visit=1, inputs=[object()])  # type: ignore[list-item]
+    with pytest.raises(pydantic_core.PydanticSerializationError):
+        ev.payload_json()
+
+
+def test_message_event_round_trips_without_repeating_the_run_id() -> None:
+    msg = TextMessage(text="hi", source="a", run_id="r")
+    ev = MessageEmitted(run_id="r", node="a", turn_id="a:1", message=msg)
+    stored = _stored(ev)
+    assert "run_id" not in stored["message"] and stored["type"] == "TextMessage"
+    back = event_from_stored("r", 1, ev.ts, ev.kind, stored)
+    assert isinstance(back, MessageEmitted) and back.message == msg
+    other = MessageEmitted(run_id="r", node="a", turn_id="a:1", message=msg.model_copy(update={"run_id": "x"}))
+    assert _stored(other)["message"]["run_id"] == "x"
