@@ -723,3 +723,27 @@ def test_tool_response_tag_inside_a_string_argument_is_not_a_made_up_response() 
     r = parse(fake, family="qwen2.5")
     assert [c.name for c in r.tool_calls] == ["plan"]
     assert [e.name for e in r.errors] == ["b"] and "<tool_response>" in r.errors[0].reason
+
+
+@pytest.mark.parametrize("tag", ["<think>", "</think>", "<think>x</think>"])
+@pytest.mark.parametrize("reasoning", ["", "<think>\nLook it up.\n</think>\n\n"])
+def test_reasoning_tags_inside_a_string_argument_are_argument_text(tag: str, reasoning: str) -> None:
+    """Regression (was a documented limit): a tag inside a call's string argument is not reasoning markup."""
+    text = reasoning + hermes("search", '{"query": "what does ' + tag + ' mean"}') + "\nSearching."
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert r.errors == []
+    assert calls(r) == [("call_0", "search", {"query": f"what does {tag} mean"})]
+    assert r.content == "Searching."
+    assert r.reasoning == ("Look it up." if reasoning else None)
+    # the same in a Qwen3-Coder XML parameter value
+    xml = reasoning + xml_call("search", query=f"what does {tag} mean")
+    r = parse(xml, family="qwen3-coder", tools=TOOLS)
+    assert r.errors == [] and [c.arguments for c in r.tool_calls] == [{"query": f"what does {tag} mean"}]
+
+
+def test_reasoning_after_a_call_is_still_reasoning() -> None:
+    # a <think> block outside any call keeps its meaning, also when a call before it mentions the tag
+    text = hermes("search", '{"query": "<think>"}') + "\n<think>\nNow wait.\n</think>\nDone."
+    r = parse(text, family="qwen3", tools=TOOLS)
+    assert calls(r) == [("call_0", "search", {"query": "<think>"})]
+    assert r.reasoning == "Now wait." and r.content == "Done."

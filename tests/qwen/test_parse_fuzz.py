@@ -158,16 +158,18 @@ plain = st.text(
 ).map(str.strip)
 any_text = st.text(max_size=30)
 # Argument text of a well-formed completion contains no Qwen markup: no special-token text (the parser ends the
-# turn at <|im_end|> even inside a call, as a model stops on it: test_turn_end_token_inside_a_call_ends_the_turn),
-# no reasoning tags (split off before calls are read: a string argument holding "<think>" is not read back) and
-# no call/parameter tags (ambiguous inside an XML parameter value). Tag look-alikes inside strings have their own
+# turn at <|im_end|> even inside a call, as a model stops on it: test_turn_end_token_inside_a_call_ends_the_turn)
+# and no call/parameter tags (ambiguous inside an XML parameter value). Reasoning tags are allowed: inside a call
+# they are argument text. Tag look-alikes inside strings have their own
 # tests in test_parse.py. Hypothesis draws string constants from the code under test, so without this filter it
 # finds the markup.
-_NOT_IN_ARGS = ("<|", "<think", "</think", "<tool_", "</tool_", "<function", "</function", "<parameter", "</parameter")
+_NOT_IN_ARGS = ("<|", "<tool_", "</tool_", "<function", "</function", "<parameter", "</parameter")
 
 
 def _arg_text(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(max_size=max_size).filter(lambda s: not any(t in s for t in _NOT_IN_ARGS))
+    text = st.text(max_size=max_size).filter(lambda s: not any(t in s for t in _NOT_IN_ARGS))
+    with_tag = st.tuples(text, st.sampled_from(["<think>", "</think>"]), text).map("".join)
+    return st.one_of(text, text, text, with_tag)
 
 
 json_scalars = (

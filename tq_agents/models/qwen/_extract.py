@@ -406,22 +406,46 @@ def extract(text: str) -> tuple[list[Attempt], list[str]]:
     return found, pieces
 
 
+def inside_call(text: str, p: int, start: int = 0) -> bool:
+    """Whether position ``p`` lies inside a tool call opened in ``text[start:p]``: a ``<tool_call>`` before it is
+    still open, and either a ``</tool_call>`` closes that call after ``p`` (before another call opens), or ``p``
+    sits inside a JSON string of it (an odd number of unescaped quotes since the opener). A tag written there
+    is text of an argument (a string value, an XML parameter value), not markup."""
+    opened = text.rfind(TC_OPEN, start, p)
+    if opened < 0 or text.rfind(TC_CLOSE, start, p) > opened:
+        return False
+    closes = text.find(TC_CLOSE, p)
+    reopens = text.find(TC_OPEN, p)
+    if closes >= 0 and (reopens < 0 or closes < reopens):
+        return True
+    body = text[opened:p].replace("\\\\", "").replace('\\"', "")
+    return body.count('"') % 2 == 1
+
+
+def find_tag(text: str, tag: str, start: int) -> int:
+    """The first ``tag`` at or after ``start`` that is not inside a tool call's arguments (``inside_call``)."""
+    i = text.find(tag, start)
+    while i >= 0 and inside_call(text, i, start):
+        i = text.find(tag, i + len(tag))
+    return i
+
+
 def split_reasoning(text: str) -> list[tuple[bool, str]]:
     """Split into (is_reasoning, text) segments.
 
     ``</think>`` with no ``<think>`` before it means the prompt opened the reasoning: everything before it
     is reasoning. A ``<think>`` never closed ends at the first tool call (small models forget ``</think>``
-    before calling), or else at the end of the text.
+    before calling), or else at the end of the text. A tag inside a tool call's arguments is argument text.
     """
     out: list[tuple[bool, str]] = []
     pos = 0
-    first_open = text.find(TH_OPEN)
-    first_close = text.find(TH_CLOSE)
+    first_open = find_tag(text, TH_OPEN, 0)
+    first_close = find_tag(text, TH_CLOSE, 0)
     if first_close >= 0 and (first_open < 0 or first_close < first_open):
         out.append((True, text[:first_close]))
         pos = first_close + len(TH_CLOSE)
     while True:
-        i = text.find(TH_OPEN, pos)
+        i = find_tag(text, TH_OPEN, pos)
         if i < 0:
             out.append((False, text[pos:]))
             return out

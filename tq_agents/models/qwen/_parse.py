@@ -30,7 +30,6 @@ from tq_agents.models.qwen._extract import (
     FENCE_RE,
     HERMES_SHAPE,
     TC_CLOSE,
-    TC_OPEN,
     TH_CLOSE,
     TH_OPEN,
     XML_SHAPE,
@@ -38,6 +37,7 @@ from tq_agents.models.qwen._extract import (
     bare_json_calls,
     clip,
     extract,
+    find_tag,
     split_reasoning,
 )
 from tq_agents.models.qwen._schema import check, coerce, text_to_value
@@ -200,25 +200,9 @@ def _clean(piece: str) -> str:
 
 
 def _made_up_response(segment: str) -> int:
-    """Index of the first ``<tool_response>`` the model wrote itself, or -1.
-
-    An occurrence inside a tool call (a string argument that mentions the tag, or an XML parameter value)
-    is not a response: it is inside a call when a ``<tool_call>`` before it is still open and either a
-    ``</tool_call>`` closes that call after it, or it sits inside a JSON string (odd number of quotes).
-    """
-    start = 0
-    while (p := segment.find(_TR_OPEN, start)) >= 0:
-        start = p + len(_TR_OPEN)
-        opened = segment.rfind(TC_OPEN, 0, p)
-        if opened < 0 or segment.rfind(TC_CLOSE, 0, p) > opened:
-            return p  # not inside an open call
-        closes = segment.find(TC_CLOSE, p)
-        reopens = segment.find(TC_OPEN, p)
-        closed_after = closes >= 0 and (reopens < 0 or closes < reopens)
-        body = segment[opened:p].replace("\\\\", "").replace('\\"', "")
-        if not closed_after and body.count('"') % 2 == 0:
-            return p
-    return -1
+    """Index of the first ``<tool_response>`` the model wrote itself, or -1. An occurrence inside a tool call
+    (a string argument that mentions the tag, or an XML parameter value: ``inside_call``) is not a response."""
+    return find_tag(segment, _TR_OPEN, 0)
 
 
 def _parse(text: str, tools: _Tools | None, prompt_opened_think: bool = False) -> ParsedCompletion:
@@ -302,7 +286,8 @@ def parse(
     ``</tool_call>``, several calls in a row, several objects (or a JSON array of calls) in one block,
     ``arguments`` given as a JSON string or named ``parameters``, ```json fences, a ``functions.`` name
     prefix, ``name(key=value)`` Python call syntax, ``<tool_call>``/``</tool_call>`` text inside a string
-    argument, an unclosed ``</parameter>``/``</function>`` before the next tag, Python-repr values in XML
+    argument, ``<think>``/``</think>``/``<tool_response>`` text inside a call's arguments (argument text, not
+    markup), an unclosed ``</parameter>``/``</function>`` before the next tag, Python-repr values in XML
     parameters, and (with ``tools``) a bare JSON call object with no tags at all.
 
     Refusals: a call inside ``<think>...</think>`` (reported, never returned as a call), a call after a
