@@ -12,6 +12,7 @@ from tq_agents.events import (
     Event,
     InputDropped,
     MessageEmitted,
+    ModelCallFailed,
     ModelCallFinished,
     ModelCallStarted,
     NodeFinished,
@@ -117,6 +118,7 @@ class TurnRecord:
     inputs: list[str]
     request_hashes: dict[int, str] = field(default_factory=dict)
     responses: dict[int, ChatResponse] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)  # model calls that failed for good: the error
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: list[Message] = field(default_factory=list)
     finished: NodeFinished | None = None
@@ -154,6 +156,8 @@ class RunRecord:
                 rec.turns[ev.turn_id].responses[ev.index] = ev.response
                 if ev.request_hash:
                     rec.turns[ev.turn_id].request_hashes[ev.index] = ev.request_hash
+            elif isinstance(ev, ModelCallFailed) and not ev.will_retry and ev.turn_id in rec.turns:
+                rec.turns[ev.turn_id].failures[ev.index] = ev.error
             elif isinstance(ev, ToolCallFinished) and ev.turn_id in rec.turns:
                 rec.turns[ev.turn_id].tools[ev.key] = ev.result
             elif isinstance(ev, MessageEmitted) and ev.turn_id in rec.turns:

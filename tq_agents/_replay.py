@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tq_agents._record import RunRecord
+from tq_agents.errors import ModelError
 from tq_agents.models.base import ChatResponse, ToolCall
 from tq_agents.store import MemoryRunStore, RunStore, open_store
 
@@ -73,6 +74,9 @@ class ReplaySource:
         assert rec is not None
         self.compared.add(turn.turn_id)
         if index not in rec.responses:
+            error = rec.failures.get(index)
+            if error is not None:  # the recorded call failed for good: this one fails the same way
+                raise ModelError(f"recorded failure: {error}")
             self._diverge(turn.turn_id, f"model call #{index} is not in the record", "no call", "a call")
         expected = rec.request_hashes.get(index)
         if expected is not None and expected != rhash:

@@ -13,8 +13,8 @@ import networkx as nx
 
 from tq_agents._record import request_hash
 from tq_agents._tool import Tool, ToolError, ToolResult
-from tq_agents.agent import Agent, RetryPolicy, TurnContext
-from tq_agents.errors import TransientModelError
+from tq_agents.agent import Agent, TurnContext
+from tq_agents.errors import ModelError, TransientModelError
 from tq_agents.events import ModelCallFailed, ModelCallFinished, ToolCallFinished, ToolCallStarted
 from tq_agents.messages import Message
 from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse, ToolCall
@@ -75,6 +75,9 @@ class _Context(TurnContext):
                 response = await model.complete(request)
             except TransientModelError as e:
                 response = await self._retry(model, request, index, e)
+            except ModelError as e:  # not worth retrying: logged, so that a replay fails this call the same way
+                self._failed(index, 1, e, False)
+                raise
         dt = time.perf_counter() - t0
         usage = response.usage
         run.prompt_tokens += usage.prompt_tokens
@@ -100,18 +103,16 @@ class _Context(TurnContext):
     async def _retry(
         self, model: ChatModel, request: ChatRequest, index: int, first: TransientModelError
     ) -> ChatResponse:
-        """The first attempt raised ``first``: log it and retry with backoff (tenacity)."""
-        attempt = 1
+        """The first attempt (the fast path's) raised ``first``: retry with the policy's backoff (tenacity),
+        logging each failed attempt."""
         attempts = max(1, self.retry.attempts)
-        self._failed(index, attempt, first, attempt < attempts)
-        if attempts <= 1:
-            raise first
-        retrying = RetryPolicy(attempts - 1, self.retry.initial_s, self.retry.max_s).retrying()
-        async for a in retrying:
+        attempt = 0
+        async for a in self.retry.retrying():
             with a:
                 attempt += 1
-                await asyncio.sleep(0)
                 try:
+                    if attempt == 1:
+                        raise first  # already made: tenacity's first wait comes before attempt 2, as in TurnContext
                     return await model.complete(request)
                 except TransientModelError as e:
                     self._failed(index, attempt, e, attempt < attempts)

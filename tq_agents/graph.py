@@ -261,14 +261,14 @@ class Workflow:
         g = self.graph
         if not g.nodes:
             return [*out, "workflow has no nodes (add_node first)"]
-        entries = self.entry_nodes()
-        for e in entries:
+        declared = self.entry_nodes()
+        for e in declared:
             if e not in g:
                 out.append(f"entry {e!r}: unknown node")
-        entries = [e for e in entries if e in g]
-        if not entries:
+        entries = [e for e in declared if e in g]
+        if not declared:
             out.append("no entry node: every node has a predecessor; call set_entry('name')")
-        else:
+        if entries:  # (with only unknown entries declared, reachability would just repeat that error)
             reach: set[str] = set(entries)
             for e in entries:
                 reach |= nx.descendants(g, e)
@@ -290,6 +290,7 @@ class Workflow:
                     out.append(f"node {spec.name!r}: on_exhausted names unknown node {spec.on_exhausted!r}")
                 if spec.max_visits is None:
                     out.append(f"node {spec.name!r}: on_exhausted needs max_visits")
+        out.extend(self._redirect_cycle_problems())
         for edge in self.edges():
             out.extend(self._edge_type_problems(edge))
         out.extend(self._cycle_problems())
@@ -316,6 +317,26 @@ class Workflow:
                 f"{edge.target!r} accepts {', '.join(a.type_name for a in dst.input_types)}"
             ]
         return []
+
+    def _redirect_cycle_problems(self) -> list[str]:
+        """``on_exhausted`` chains that come back to where they started: once every node on such a chain has
+        used its visits, a message would be redirected round it for ever."""
+        out: list[str] = []
+        reported: set[str] = set()
+        for spec in self.nodes():
+            chain = [spec.name]
+            nxt = spec.on_exhausted
+            while nxt is not None and nxt in self.graph and nxt not in chain:
+                chain.append(nxt)
+                nxt = self.node(nxt).on_exhausted
+            if nxt == spec.name and spec.name not in reported:
+                reported.update(chain)
+                path = " → ".join([*chain, spec.name])
+                out.append(
+                    f"node {spec.name!r}: on_exhausted redirects in a circle ({path}); once all of them have used "
+                    "their visits a message would go round for ever: redirect to a node outside the circle"
+                )
+        return out
 
     def _cycle_problems(self) -> list[str]:
         out: list[str] = []

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunResult", "resume", "start_resume", "start_run"]
 
 _INPUT = "__input__"
+_ENDED = ("completed", "failed")  # final statuses; a run stopped with any other status can be resumed
 _NO_USAGE = Usage()
 _VISIT_BOUND = "visit bound reached"
 
@@ -311,12 +312,14 @@ class Run:
                 if not node.inbox:
                     del self._pending[name]
                     continue
-                if self.max_turns is not None and self.turns >= self.max_turns:
-                    self._stop("max_turns", f"turn budget of {self.max_turns} used up")
-                    return
-                if self.max_tokens is not None and self.total_tokens >= self.max_tokens:
-                    self._stop("max_tokens", f"token budget of {self.max_tokens} used up ({self.total_tokens})")
-                    return
+                spec = node.spec
+                if spec.max_visits is None or node.visits < spec.max_visits:  # (else no turn: inputs are dropped)
+                    if self.max_turns is not None and self.turns >= self.max_turns:
+                        self._stop("max_turns", f"turn budget of {self.max_turns} used up")
+                        return
+                    if self.max_tokens is not None and self.total_tokens >= self.max_tokens:
+                        self._stop("max_tokens", f"token budget of {self.max_tokens} used up ({self.total_tokens})")
+                        return
                 inputs = self._take(node)
                 if inputs is None:
                     continue
@@ -765,7 +768,9 @@ def start_resume(
 ) -> Run:
     """Continue an unfinished run from its log: completed turns are not re-run, in-flight turns run again
     (with their recorded model answers and tool results), then scheduling goes on. Budgets default to the
-    recorded ones. A run that already finished is returned as is (its ``result()`` is the recorded end)."""
+    recorded ones (the deadline counts from the resume). A run that was stopped (``cancelled``, ``deadline``,
+    ``max_turns``, ``max_tokens``) continues the same way, e.g. with a larger budget; a run that ended
+    (``completed``, ``failed``) is returned as is (its ``result()`` is the recorded end)."""
     workflow.validate()
     st = open_store(store)
     record = RunRecord.load(st, run_id)
@@ -778,13 +783,13 @@ def start_resume(
         model=model,
         max_turns=max_turns if max_turns is not None else budgets.get("max_turns"),
         max_tokens=max_tokens if max_tokens is not None else budgets.get("max_tokens"),
-        deadline_s=deadline_s,
+        deadline_s=deadline_s if deadline_s is not None else budgets.get("deadline_s"),
         retry=retry,
         run_id=run_id,
     )
     run._owns_store = not isinstance(store, RunStore)
     inflight = run._rebuild(record)
-    if record.finished is not None:
+    if record.finished is not None and record.finished.status in _ENDED:
         f = record.finished
         run._stop_status, run._stop_reason = f.status, f.reason
         run._result = RunResult(
@@ -806,7 +811,9 @@ def start_resume(
         return run
     run._emit(RunResumed(run_id=run_id, rerun=[t.turn_id for t in inflight]))
     if run.deadline_s is not None:
-        run._deadline = run._loop.call_later(run.deadline_s, run._stop, "deadline", f"deadline of {deadline_s:g} s")
+        run._deadline = run._loop.call_later(
+            run.deadline_s, run._stop, "deadline", f"deadline of {run.deadline_s:g} s reached"
+        )
     for turn in inflight:
         run._launch(run._nodes[turn.node], turn)
     run._schedule()

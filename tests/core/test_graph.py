@@ -152,3 +152,41 @@ def test_mermaid() -> None:
     assert "    n_reviewer -.->|approve| n_done" in lines
     assert "    n_coder -.->|exhausted| n_done" in lines
     assert "    n_coder --> n_reviewer" in lines
+
+
+def _step(m: TextMessage) -> TextMessage:
+    return m
+
+
+def test_on_exhausted_circle_is_refused() -> None:
+    # a node redirecting to itself, and two redirecting to each other: once all are exhausted, a message
+    # would go round for ever (the run used to spin without yielding, so not even deadline_s could stop it)
+    itself = (
+        Workflow("w")
+        .add_node("a", _step, max_visits=2, on_exhausted="a")
+        .add_node("b", _step)
+        .add_edge("a", "b")
+        .add_edge("b", "a", condition=lambda m: True)
+        .set_entry("a")
+    )
+    pair = (
+        Workflow("w")
+        .add_node("a", _step, max_visits=2, on_exhausted="b")
+        .add_node("b", _step, max_visits=1, on_exhausted="a")
+        .add_edge("a", "b")
+        .add_edge("b", "a", condition=lambda m: True)
+        .set_entry("a")
+    )
+    for wf, path in ((itself, "a → a"), (pair, "a → b → a")):
+        with pytest.raises(WorkflowValidationError) as e:
+            wf.validate()
+        assert [p for p in e.value.problems if "circle" in p] == [
+            f"node 'a': on_exhausted redirects in a circle ({path}); once all of them have used their visits a "
+            "message would go round for ever: redirect to a node outside the circle"
+        ]
+
+
+def test_unknown_entry_is_reported_once() -> None:
+    with pytest.raises(WorkflowValidationError) as e:
+        Workflow("w").add_node("a", _step).set_entry("x").validate()
+    assert e.value.problems == ["entry 'x': unknown node"]

@@ -193,3 +193,22 @@ def test_request_hash_with_cached_prefix_equals_the_plain_definition() -> None:
     request_hash(c)
     c.temperature = 1
     assert request_hash(c) == _request_hash_reference(c)
+
+
+@pytest.mark.parametrize("error", ["ModelRequestError", "TransientModelError"])
+def test_replay_of_a_failed_model_call_fails_it_the_same_way(make_store, error: str) -> None:  # type: ignore[no-untyped-def]
+    import tq_agents
+    from tq_agents import ModelCallFailed
+    from tq_agents.agent import RetryPolicy
+
+    exc = getattr(tq_agents, error)("upstream said no")
+    model = ScriptedModel({"B": [exc] * 3}, default=lambda r: f"{r.agent} done")
+    wf = Workflow("f", model=model).add_node(Agent("A")).add_node(Agent("B")).add_edge("A", "B")
+    store = make_store("s")
+    res = wf.run_sync("go", store=store, retry=RetryPolicy(attempts=2, initial_s=0.0, max_s=0.0))
+    assert res.status == "failed" and "upstream said no" in res.reason
+    failed = [e for e in store.load_events(res.run_id) if e.kind == ModelCallFailed.kind]
+    assert failed and failed[-1].payload["will_retry"] is False  # a permanent error is logged too
+    report = asyncio.run(replay(res.run_id, wf, store))
+    assert not report.diverged, report.divergence
+    assert report.status == "failed" == report.recorded_status

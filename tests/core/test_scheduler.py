@@ -414,3 +414,81 @@ def test_run_without_stream_logs_the_same_payloads_as_a_streamed_run(tmp_path) -
 
     assert shape(plain_id) == shape(streamed_id)
     assert len(shape(plain_id)) == 1 + 3 * 4 + 1
+
+
+def test_cancelled_run_resumes_from_the_cancelled_turn() -> None:
+    from tq_agents import MemoryRunStore, resume
+
+    store = MemoryRunStore()
+
+    async def go() -> object:
+        run = chain(ScriptedModel(default=echo, latency={"C": 30.0})).start("go", store=store)
+        async for ev in run.events():
+            if isinstance(ev, NodeStarted) and ev.node == "C":
+                run.cancel("user pressed ctrl-c")
+        return await run.result()
+
+    first = asyncio.run(go())
+    assert first.status == "cancelled"  # type: ignore[attr-defined]
+    model = ScriptedModel(default=echo)
+    res = asyncio.run(resume(first.run_id, chain(model), store))  # type: ignore[attr-defined]
+    assert res.status == "completed" and res.output.text == "D<C<B<A<go>>>>"  # type: ignore[union-attr]
+    assert [r.agent for r in model.requests] == ["C", "D"]  # A and B are not run again
+    assert res.turns == 4 and store.get_run(res.run_id).status == "completed"
+
+
+def test_run_stopped_by_a_budget_continues_with_a_larger_one() -> None:
+    from tq_agents import MemoryRunStore, resume
+
+    store = MemoryRunStore()
+    first = chain(ScriptedModel(default=echo)).run_sync("go", store=store, max_turns=2)
+    assert first.status == "max_turns"
+    again = asyncio.run(resume(first.run_id, chain(ScriptedModel(default=echo)), store))
+    assert again.status == "max_turns"  # the recorded budget is still the default
+    model = ScriptedModel(default=echo)
+    res = asyncio.run(resume(first.run_id, chain(model), store, max_turns=10))
+    assert res.status == "completed" and res.output.text == "D<C<B<A<go>>>>"  # type: ignore[union-attr]
+    assert [r.agent for r in model.requests] == ["C", "D"]
+    failed = Workflow("f", model=ScriptedModel({"A": ["not json"]})).add_node(
+        Agent("A", output_type=Review, max_output_retries=0)
+    )
+    ended = failed.run_sync("go", store=store)
+    assert ended.status == "failed"
+    assert asyncio.run(resume(ended.run_id, failed, store)).status == "failed"  # an ended run is returned as is
+
+
+def test_budget_is_not_spent_on_inputs_a_visit_bound_drops() -> None:
+    # a run that needs exactly max_turns turns completes, even when an input is then dropped by a visit bound
+    def step(m: TextMessage) -> TextMessage:
+        return TextMessage(text=m.text + "+")
+
+    wf = (
+        Workflow("loop")
+        .add_node("a", step, max_visits=2)
+        .add_node("b", step)
+        .add_edge("a", "b")
+        .add_edge("b", "a", condition=lambda m: True)
+        .set_entry("a")
+    )
+    free = wf.run_sync("go")
+    assert free.status == "completed" and free.turns == 4
+    res = wf.run_sync("go", max_turns=4)
+    assert res.status == "completed" and res.turns == 4 and res.output.text == free.output.text  # type: ignore[union-attr]
+    assert wf.run_sync("go", max_turns=3).status == "max_turns"
+
+
+def test_retries_in_a_workflow_wait_like_the_retry_policy() -> None:
+    class Timed(ScriptedModel):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, **k)  # type: ignore[arg-type]
+            self.times: list[float] = []
+
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            self.times.append(time.perf_counter())
+            return await super().complete(request)
+
+    model = Timed({"A": [TransientModelError("429"), TransientModelError("429"), "ok"]})
+    res = chain(model, "A").run_sync("go", retry=RetryPolicy(attempts=3, initial_s=0.2, max_s=8))
+    assert res.status == "completed"
+    gaps = [b - a for a, b in itertools.pairwise(model.times)]
+    assert gaps[0] >= 0.19 and gaps[1] >= 0.39  # 0.2 then 0.4 s: the first retry waits too
