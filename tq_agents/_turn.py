@@ -33,10 +33,11 @@ class _Stop(Exception):
 
 
 class _Turn:
-    __slots__ = ("inputs", "node", "responses", "started", "task", "tools", "turn_id", "visit")
+    __slots__ = ("inputs", "node", "responses", "seq", "started", "task", "tools", "turn_id", "visit")
 
-    def __init__(self, node: str, visit: int, inputs: list[Message]) -> None:
+    def __init__(self, node: str, visit: int, inputs: list[Message], seq: int = 0) -> None:
         self.node, self.visit, self.inputs = node, visit, inputs
+        self.seq = seq  # the run's turn count when it started: orders turns by start, in the log as live
         self.turn_id = f"{node}:{visit}"
         self.responses: dict[int, ChatResponse] = {}
         self.tools: dict[str, dict[str, Any]] = {}
@@ -199,7 +200,21 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
 
 
 class _Node:
-    __slots__ = ("busy", "history", "inbox", "out_edges", "preds", "reach", "round_seen", "sink", "spec", "visits")
+    __slots__ = (
+        "any_join",
+        "arrived",
+        "busy",
+        "fired_at",
+        "fired_by",
+        "history",
+        "inbox",
+        "out_edges",
+        "preds",
+        "reach",
+        "sink",
+        "spec",
+        "visits",
+    )
 
     def __init__(self, topo: _Topology) -> None:
         self.spec = topo.spec
@@ -210,5 +225,10 @@ class _Node:
         self.visits = 0
         self.busy = False
         self.inbox: deque[tuple[str, Message]] = deque()
-        self.round_seen: set[str] = set()
+        # an any-join of several predecessors: waiting message id -> (predecessor, seq of the turn that sent it);
+        # the seq of its last turn and the predecessor whose message started it (see Run._deliver)
+        self.any_join = self.spec.join == "any" and len(self.preds) > 1
+        self.arrived: dict[str, tuple[str, int]] = {}
+        self.fired_at = 0
+        self.fired_by: str | None = None
         self.history: list[tuple[list[Message], Message]] = []

@@ -20,7 +20,8 @@ Builders return ``self``. ``validate()`` raises ``WorkflowValidationError`` whos
 node or edge. ``run`` / ``run_sync`` / ``start`` validate first (see ``tq_agents.scheduler``).
 
 Joins: a node with several predecessors fires on ``all`` (default: one message from each predecessor that can
-still send one) or ``any`` (the first arrival; later arrivals of the same round are dropped, not re-fired).
+still send one) or ``any`` (the first arrival; later arrivals of the same round are dropped, not re-fired: a
+message from another predecessor whose turn was already running when the join fired).
 """
 
 from __future__ import annotations

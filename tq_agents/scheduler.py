@@ -262,24 +262,45 @@ class Run:
         if not self._running:
             self._finish()
 
-    def _deliver(self, target: str, pred: str, msg: Message, *, live: bool) -> None:
+    def _deliver(self, target: str, pred: str, msg: Message, *, live: bool, seq: int = 0) -> None:
+        """Queue ``msg`` from ``pred`` (sent by a turn that started as turn number ``seq``) for ``target``.
+
+        An any-join fires on the first message of a round. A message from another predecessor whose turn was
+        already running when the join last fired belongs to that round: it is late, and dropped."""
         node = self._nodes[target]
-        if node.spec.join == "any" and len(node.preds) > 1 and pred != _INPUT:
-            if node.round_seen and pred not in node.round_seen:
-                node.round_seen.add(pred)
+        if node.any_join and pred != _INPUT:
+            if seq < node.fired_at and pred != node.fired_by:
                 if live:
-                    self._emit(
-                        InputDropped(
-                            run_id=self.run_id,
-                            node=target,
-                            messages=[msg.id],
-                            reason=f"late arrival from {pred!r} at an any-join that already fired this round",
-                        )
-                    )
+                    self._emit(self._late(node, pred, msg))
                 return
-            node.round_seen = {pred}
+            node.arrived[msg.id] = (pred, seq)
         node.inbox.append((pred, msg))
         self._pending[target] = None
+
+    def _late(self, node: _Node, pred: str, msg: Message) -> InputDropped:
+        return InputDropped(
+            run_id=self.run_id,
+            node=node.spec.name,
+            messages=[msg.id],
+            reason=f"late arrival from {pred!r} at an any-join that already fired this round "
+            f"(on {node.fired_by!r}'s message, while {pred!r} was running)",
+        )
+
+    def _any_fired(self, node: _Node, turn: _Turn, *, live: bool) -> None:
+        """``node`` (an any-join) started ``turn``: what waits from other predecessors' turns that had started
+        before it belongs to this round, and is dropped as late (as on arrival, see ``_deliver``)."""
+        arrived = node.arrived
+        first = arrived.pop(turn.inputs[0].id, None) if turn.inputs else None
+        node.fired_at, node.fired_by = turn.seq, first[0] if first is not None else _INPUT
+        late = [(p, m) for p, m in node.inbox if p != node.fired_by and arrived[m.id][1] < turn.seq]
+        if not late:
+            return
+        ids = {m.id for _, m in late}
+        node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+        for p, m in late:
+            del arrived[m.id]
+            if live:
+                self._emit(self._late(node, p, m))
 
     def _take(self, node: _Node, *, force: bool = False) -> list[Message] | None:
         """Inputs for the node's next turn (consumed from its inbox), or ``None`` if it is not ready."""
@@ -339,6 +360,8 @@ class Run:
     def _fire(self, node: _Node, inputs: list[Message]) -> None:
         spec = node.spec
         if spec.max_visits is not None and node.visits >= spec.max_visits:
+            for m in inputs:
+                node.arrived.pop(m.id, None)
             self._emit(
                 InputDropped(
                     run_id=self.run_id,
@@ -350,11 +373,13 @@ class Run:
             )
             if spec.on_exhausted is not None:
                 for m in inputs:
-                    self._deliver(spec.on_exhausted, spec.name, m, live=True)
+                    self._deliver(spec.on_exhausted, spec.name, m, live=True, seq=self.turns)
             return
         node.visits += 1
         self.turns += 1
-        turn = _Turn(spec.name, node.visits, inputs)
+        turn = _Turn(spec.name, node.visits, inputs, self.turns)
+        if node.any_join:
+            self._any_fired(node, turn, live=True)
         self._log(
             NodeStarted,
             {
@@ -569,7 +594,7 @@ class Run:
         if status == "completed" and final:
             node.history.append((turn.inputs, final[0]))
         for target, m in routed:
-            self._deliver(target, name, m, live=True)
+            self._deliver(target, name, m, live=True, seq=turn.seq)
         if status == "failed":
             self._stop("failed", f"node {name!r} failed: {reason}")
 
@@ -660,7 +685,10 @@ class Run:
                 node.visits = ev.visit
                 self.turns += 1
                 by_id = {m.id: m for m in inputs}
-                inflight[ev.turn_id] = _Turn(ev.node, ev.visit, [by_id[i] for i in ev.inputs if i in by_id])
+                turn = _Turn(ev.node, ev.visit, [by_id[i] for i in ev.inputs if i in by_id], self.turns)
+                inflight[ev.turn_id] = turn
+                if node.any_join:
+                    self._any_fired(node, turn, live=False)
             elif isinstance(ev, ModelCallFinished) and ev.turn_id in inflight:
                 inflight[ev.turn_id].responses[ev.index] = ev.response
                 self.prompt_tokens += ev.prompt_tokens
@@ -681,14 +709,16 @@ class Run:
                 if ev.status == "completed" and outs:
                     node.history.append((turn.inputs, outs[0]))
                 for target, mid in ev.routed:
-                    self._deliver(target, ev.node, self.messages[mid], live=False)
+                    self._deliver(target, ev.node, self.messages[mid], live=False, seq=turn.seq)
             elif isinstance(ev, InputDropped) and ev.reason.startswith(_VISIT_BOUND):
                 node = self._nodes[ev.node]
                 ids = set(ev.messages)
                 node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+                for i in ids:
+                    node.arrived.pop(i, None)
                 if ev.redirected_to is not None:
                     for mid in ev.messages:
-                        self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False)
+                        self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False, seq=self.turns)
         for name, node in self._nodes.items():
             if node.inbox:
                 self._pending[name] = None
