@@ -23,19 +23,32 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tq_agents.errors import ModelError, ModelRequestError, TQError
 from tq_agents.models.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tq_agents.models.local import LocalQwen
+    from tq_agents.models.local import LocalQwen, PreparedPrompt
 
 __all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
-_MARKERS = ("<tool_call>", "<think>")
+# Where streamed content stops being plain text: tool calls (Hermes and XML), reasoning, a tool response the model
+# wrote itself, end-of-turn tokens. What follows is sent from the parsed response at the end of the stream.
+_MARKERS = (
+    "<tool_call>",
+    "<function=",
+    "<think>",
+    "</think>",
+    "<tool_response>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+)
+_CALL_OPENERS = ("<tool_call>", "<function=")
 
 
 class _BadRequest(Exception):
@@ -49,6 +62,46 @@ def _error_body(message: str, *, kind: str, param: str | None = None, code: str 
 
 
 # ------------------------------------------------------------------------------------------------ request parsing
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__
+    )
+
+
+def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    v = obj.get(key)
+    if v is not None and not isinstance(v, str):
+        raise _BadRequest(f"{where}.{key} must be a string or null, got {_type_name(v)}", param=f"{where}.{key}")
+    return v
+
+
+def _opt_bool(obj: dict[str, Any], key: str, where: str | None = None) -> bool | None:
+    v = obj.get(key)
+    name = f"{where}.{key}" if where else key
+    if v is not None and not isinstance(v, bool):
+        raise _BadRequest(f"'{name}' must be a boolean (true or false), got {v!r}", param=name)
+    return v
+
+
+def _opt_object(obj: dict[str, Any], key: str, where: str | None = None) -> dict[str, Any]:
+    v = obj.get(key)
+    name = f"{where}.{key}" if where else key
+    if v is not None and not isinstance(v, dict):
+        raise _BadRequest(f"'{name}' must be an object, got {_type_name(v)}", param=name)
+    return v or {}
+
+
+def _validation_message(e: ValidationError, where: str) -> str:
+    """A pydantic error as one line naming the fields (``messages[1].name: Input should be a valid string``)."""
+    parts = []
+    for err in e.errors()[:5]:
+        loc = where
+        for x in err.get("loc", ()):
+            loc += f"[{x}]" if isinstance(x, int) else f".{x}" if loc else str(x)
+        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
 
 
 def _text_content(content: Any, where: str) -> str | None:
@@ -79,11 +132,22 @@ def _messages(raw: Any) -> list[ChatMessage]:
             raise _BadRequest(
                 f"{where}.role must be one of system, user, assistant, tool; got {role!r}", param=f"{where}.role"
             )
+        raw_calls = m.get("tool_calls")
+        if raw_calls is not None and not isinstance(raw_calls, list):
+            raise _BadRequest(
+                f"{where}.tool_calls must be a list of tool calls or null, got {_type_name(raw_calls)}",
+                param=f"{where}.tool_calls",
+            )
         calls = []
-        for j, c in enumerate(m.get("tool_calls") or []):
+        for j, c in enumerate(raw_calls or []):
             fn = c.get("function") if isinstance(c, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise _BadRequest(f"{where}.tool_calls[{j}].function.name is missing", param=f"{where}.tool_calls")
+            if c.get("id") is not None and not isinstance(c["id"], str):
+                raise _BadRequest(
+                    f"{where}.tool_calls[{j}].id must be a string, got {_type_name(c['id'])}",
+                    param=f"{where}.tool_calls",
+                )
             args = fn.get("arguments", {})
             if isinstance(args, str):
                 try:
@@ -94,18 +158,16 @@ def _messages(raw: Any) -> list[ChatMessage]:
                         param=f"{where}.tool_calls",
                     ) from e
             if not isinstance(args, dict):
-                raise _BadRequest(f"{where}.tool_calls[{j}].function.arguments must be a JSON object")
-            calls.append(ToolCall(id=str(c.get("id") or f"call_{j}"), name=fn["name"], arguments=args))
-        out.append(
-            ChatMessage(
-                role=role,
-                content=_text_content(m.get("content"), where),
-                tool_calls=calls,
-                tool_call_id=m.get("tool_call_id"),
-                name=m.get("name"),
-                reasoning_content=m.get("reasoning_content"),
-            )
-        )
+                raise _BadRequest(
+                    f"{where}.tool_calls[{j}].function.arguments must be a JSON object", param=f"{where}.tool_calls"
+                )
+            calls.append(ToolCall(id=c.get("id") or f"call_{j}", name=fn["name"], arguments=args))
+        fields = {k: _opt_str(m, k, where) for k in ("tool_call_id", "name", "reasoning_content")}
+        try:
+            msg = ChatMessage(role=role, content=_text_content(m.get("content"), where), tool_calls=calls, **fields)
+        except ValidationError as e:  # a field checked nowhere above: still the client's mistake
+            raise _BadRequest(_validation_message(e, where), param=where) from e
+        out.append(msg)
     return out
 
 
@@ -130,10 +192,20 @@ def _tool_choice(raw: Any, tools: list[dict[str, Any]]) -> str:
     if raw is None:
         return "auto"
     if isinstance(raw, dict):
-        name = (raw.get("function") or {}).get("name")
-        if raw.get("type") != "function" or not isinstance(name, str):
-            raise _BadRequest("tool_choice object must be {'type': 'function', 'function': {'name': ...}}")
-        raw = name
+        fn = raw.get("function")
+        shape = "{'type': 'function', 'function': {'name': ...}}"
+        if raw.get("type") != "function":
+            raise _BadRequest(
+                f"tool_choice.type must be 'function' (tool_choice object: {shape}), got {raw.get('type')!r}",
+                param="tool_choice.type",
+            )
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            got = _type_name(fn) if not isinstance(fn, dict) else f"name {_type_name(fn.get('name'))}"
+            raise _BadRequest(
+                f"tool_choice.function must be an object with a string 'name' ({shape}), got {got}",
+                param="tool_choice.function",
+            )
+        raw = fn["name"]
     if not isinstance(raw, str):
         raise _BadRequest("tool_choice must be 'auto', 'none', 'required' or a function object", param="tool_choice")
     names = [t["function"]["name"] for t in tools]
@@ -170,36 +242,57 @@ def _stop(raw: Any) -> list[str]:
 
 def chat_request_from_openai(body: dict[str, Any]) -> tuple[ChatRequest, bool, bool]:
     """(request, stream, include_usage) from an OpenAI chat-completions body; raises ``_BadRequest``."""
-    if body.get("n", 1) != 1:
-        raise _BadRequest("only n=1 is supported", param="n")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise _BadRequest(f"only n=1 is supported, got n={n!r}", param="n")
     tools = _tools(body.get("tools"))
     fmt = body.get("response_format")
     if fmt is not None:
         if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
-            raise _BadRequest("response_format.type must be 'text', 'json_object' or 'json_schema'")
-        if fmt["type"] == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
             raise _BadRequest(
-                "response_format.json_schema.schema must be a JSON schema object", param="response_format"
+                "response_format.type must be 'text', 'json_object' or 'json_schema'", param="response_format"
             )
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", None, 1, 1 << 20, int)
-    opts = body.get("stream_options") or {}
-    req = ChatRequest(
-        messages=_messages(body.get("messages")),
-        tools=tools,
-        tool_choice=_tool_choice(body.get("tool_choice"), tools),
-        response_format=fmt if fmt and fmt.get("type") != "text" else None,
-        max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
-        seed=_number(body, "seed", None, -(2**63), 2**63 - 1, int),
-        stop=_stop(body.get("stop")),
-        enable_thinking=(body.get("chat_template_kwargs") or {}).get("enable_thinking"),
-        priority=_number(body, "priority", 0, -(2**31), 2**31, int),
-        metadata={"user": body["user"]} if isinstance(body.get("user"), str) else {},
-    )
-    return req, bool(body.get("stream", False)), bool(opts.get("include_usage", False))
+        if fmt["type"] == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict):
+                raise _BadRequest(
+                    "response_format.json_schema must be an object {'name': ..., 'schema': {...}}, "
+                    f"got {_type_name(spec)}",
+                    param="response_format.json_schema",
+                )
+            if not isinstance(spec.get("schema"), dict):
+                raise _BadRequest(
+                    "response_format.json_schema.schema must be a JSON schema object",
+                    param="response_format.json_schema.schema",
+                )
+    # max_completion_tokens (current name) wins over max_tokens (deprecated); null means not given
+    tokens_key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body, tokens_key, None, 1, 1 << 20, int)
+    stream = _opt_bool(body, "stream")
+    opts = _opt_object(body, "stream_options")
+    include_usage = _opt_bool(opts, "include_usage", "stream_options")
+    template_kwargs = _opt_object(body, "chat_template_kwargs")
+    enable_thinking = _opt_bool(template_kwargs, "enable_thinking", "chat_template_kwargs")
+    messages = _messages(body.get("messages"))
+    tool_choice = _tool_choice(body.get("tool_choice"), tools)
+    try:
+        req = ChatRequest(
+            messages=messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=fmt if fmt and fmt.get("type") != "text" else None,
+            max_tokens=max_tokens,
+            temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
+            top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
+            seed=_number(body, "seed", None, -(2**63), 2**63 - 1, int),
+            stop=_stop(body.get("stop")),
+            enable_thinking=enable_thinking,
+            priority=_number(body, "priority", 0, -(2**31), 2**31, int),
+            metadata={"user": body["user"]} if isinstance(body.get("user"), str) else {},
+        )
+    except ValidationError as e:  # a field checked nowhere above: still the client's mistake
+        raise _BadRequest(_validation_message(e, "")) from e
+    return req, bool(stream), bool(include_usage)
 
 
 # ------------------------------------------------------------------------------------------------ responses
@@ -253,15 +346,38 @@ def chat_response_to_openai(resp: ChatResponse, *, model: str, rid: str, created
 
 
 def _safe_prefix(text: str) -> tuple[str, bool]:
-    """The part of streamed raw text that is plain content: up to the first marker, minus a partial marker."""
+    """The part of streamed raw text that is plain content: up to the first marker, minus a partial marker
+    (held back until the next tokens tell; the end of the stream sends it from the final response)."""
     cut = min((i for i in (text.find(m) for m in _MARKERS) if i >= 0), default=-1)
     if cut >= 0:
         return text[:cut], True
+    longest = 0
     for m in _MARKERS:
-        for k in range(len(m) - 1, 0, -1):
+        for k in range(len(m) - 1, longest, -1):
             if text.endswith(m[:k]):
-                return text[: len(text) - k], False
-    return text, False
+                longest = k
+                break
+    return text[: len(text) - longest], False
+
+
+def _streamable_content(raw: str, opened_think: bool) -> tuple[str, bool]:
+    """(content of the completion so far that may be streamed, whether the rest must wait for the end).
+
+    The reasoning is never content: when the prompt opened it (``opened_think``) or the completion starts with
+    ``<think>``, content begins after ``</think>`` (a tool call before any ``</think>`` ends the reasoning, and
+    the rest comes from the parsed response). Edges are stripped as the parser strips them: leading whitespace
+    is dropped and trailing whitespace held back, so what is streamed is a prefix of the final content.
+    """
+    if opened_think or raw.lstrip().startswith("<think>"):
+        close = raw.find("</think>")
+        opener = min((i for i in (raw.find(m) for m in _CALL_OPENERS) if i >= 0), default=-1)
+        if opener >= 0 and (close < 0 or opener < close):
+            return "", True
+        if close < 0:
+            return "", False
+        raw = raw[close + len("</think>") :]
+    safe, held = _safe_prefix(raw)
+    return safe.strip(), held
 
 
 def _sse(data: Any) -> str:
@@ -269,7 +385,14 @@ def _sse(data: Any) -> str:
 
 
 async def _chat_stream(
-    model: Any, req: ChatRequest, *, model_id: str, rid: str, created: int, include_usage: bool
+    model: Any,
+    req: ChatRequest,
+    *,
+    model_id: str,
+    rid: str,
+    created: int,
+    include_usage: bool,
+    opened_think: bool = False,
 ) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -291,19 +414,23 @@ async def _chat_stream(
             raw += d.text
             if held or not d.text:
                 continue
-            safe, held = _safe_prefix(raw)
-            if len(safe) > len(streamed):
+            safe, held = _streamable_content(raw, opened_think)
+            if len(safe) > len(streamed) and safe.startswith(streamed):
                 yield _sse(chunk({"content": safe[len(streamed) :]}))
                 streamed = safe
     except ModelError as e:
-        yield _sse(_error_body(e.message, kind="server_error" if not isinstance(e, ModelRequestError) else "invalid"))
+        kind = "invalid_request_error" if isinstance(e, ModelRequestError) else "server_error"
+        yield _sse(_error_body(e.message, kind=kind))
         yield _sse("[DONE]")
         return
     if final is None:  # pragma: no cover - the model always ends with a response
         return
     content = final.message.content or ""
-    if content.startswith(streamed.strip()) and len(content) > len(streamed.strip()) and held:
-        yield _sse(chunk({"content": content[len(streamed.strip()) :]}))
+    if content.startswith(streamed):  # what was held back (partial markers, trailing whitespace, after markers)
+        if len(content) > len(streamed):
+            yield _sse(chunk({"content": content[len(streamed) :]}))
+    else:  # the parser rewrote text already sent (e.g. a bare JSON call): it cannot be taken back
+        log.debug("streamed content %r is not a prefix of the final content %r", streamed[:80], content[:80])
     if final.message.reasoning_content:
         yield _sse(chunk({"reasoning_content": final.message.reasoning_content}))
     if final.message.tool_calls:
@@ -349,8 +476,11 @@ def create_app(model: LocalQwen, *, model_id: str | None = None) -> FastAPI:
         return err(500, f"{type(e).__name__}: {e.message}")
 
     async def body_of(request: Request) -> dict[str, Any]:
+        raw = await request.body()
         try:
-            body = json.loads(await request.body() or b"null")
+            body = json.loads(raw or b"null")
+        except UnicodeDecodeError as e:
+            raise _BadRequest(f"request body is not valid UTF-8: byte {raw[e.start]:#04x} at offset {e.start}") from e
         except json.JSONDecodeError as e:
             raise _BadRequest(f"request body is not valid JSON: {e.msg} at char {e.pos}") from e
         if not isinstance(body, dict):
@@ -384,9 +514,17 @@ def create_app(model: LocalQwen, *, model_id: str | None = None) -> FastAPI:
         body = await body_of(request)
         req, stream, include_usage = chat_request_from_openai(body)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        await _run_prepare(model, req)
+        prep = await _run_prepare(model, req)
         if stream:
-            gen = _chat_stream(model, req, model_id=served, rid=rid, created=created, include_usage=include_usage)
+            gen = _chat_stream(
+                model,
+                req,
+                model_id=served,
+                rid=rid,
+                created=created,
+                include_usage=include_usage,
+                opened_think=bool(getattr(prep, "opened_think", False)),
+            )
             return StreamingResponse(gen, media_type="text/event-stream")
         resp = await model.complete(req)
         return chat_response_to_openai(resp, model=served, rid=rid, created=created)
@@ -399,13 +537,16 @@ def create_app(model: LocalQwen, *, model_id: str | None = None) -> FastAPI:
     return app
 
 
-async def _run_prepare(model: Any, req: ChatRequest) -> None:
-    """Fail bad requests (unknown tool, bad schema) with a 400 before a stream starts."""
+async def _run_prepare(model: Any, req: ChatRequest) -> PreparedPrompt | None:
+    """Fail bad requests (unknown tool, bad schema, prompt longer than the context) with a 400 before a stream
+    starts. Returns the prepared prompt (``None`` for a model without ``prepare``): the stream needs to know
+    whether the prompt opened the reasoning."""
     import asyncio
 
     prepare = getattr(model, "prepare", None)
-    if prepare is not None:
-        await asyncio.to_thread(prepare, req)
+    if prepare is None:
+        return None
+    return await asyncio.to_thread(prepare, req)
 
 
 async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> Any:
@@ -422,7 +563,9 @@ async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> A
     stops = _stop(body.get("stop"))
     tok = model.tokenizer
     ids = tok.encode(prompt, add_special_tokens=False)
-    so = body.get("structured_outputs") or {}
+    stream = _opt_bool(body, "stream")
+    include_usage = _opt_bool(_opt_object(body, "stream_options"), "include_usage", "stream_options")
+    so = _opt_object(body, "structured_outputs")
     grammar = so.get("grammar") or body.get("guided_grammar")
     schema = so.get("json") or body.get("guided_json")
     constraint = None
@@ -433,7 +576,13 @@ async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> A
                 raise _BadRequest("guided_grammar must be a string (llguidance Lark)", param="guided_grammar")
             constraint = model._compiler().constraint(grammar)
         elif schema:
-            schema = json.loads(schema) if isinstance(schema, str) else schema
+            if isinstance(schema, str):
+                try:
+                    schema = json.loads(schema)
+                except json.JSONDecodeError as e:
+                    raise _BadRequest(f"guided_json is not valid JSON: {e.msg}", param="guided_json") from e
+            if not isinstance(schema, dict):
+                raise _BadRequest("guided_json must be a JSON schema object", param="guided_json")
             constraint = model._compiler().json_output(schema, limits)[1]
     except ModelRequestError as e:
         raise _BadRequest(e.message, param="guided_grammar" if grammar else "guided_json") from e
@@ -470,7 +619,7 @@ async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> A
             out["usage"] = usage
         return out
 
-    if body.get("stream"):
+    if stream:
 
         async def gen() -> AsyncIterator[str]:
             tokens: list[int] = []
@@ -493,7 +642,7 @@ async def _completions(model: LocalQwen, body: dict[str, Any], served: str) -> A
                 handle.cancel()
                 raise
             yield _sse(payload("", "stop" if res.finish_reason != "length" else "length"))
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if include_usage:
                 usage = {
                     "prompt_tokens": res.prompt_tokens,
                     "completion_tokens": len(res.token_ids),

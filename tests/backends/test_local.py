@@ -237,3 +237,31 @@ async def test_checkpoint_without_chat_template_uses_render(tiny_checkpoint, tmp
     assert model.render(req) == render(req.openai_messages(), tools=TOOLS, family="qwen2.5")
     resp = await model.complete(req.model_copy(update={"tool_choice": "required", "max_tokens": 64}))
     assert resp.message.tool_calls and resp.tool_call_errors == []
+
+
+async def test_stop_string_across_two_tokens_is_never_streamed(local_qwen):
+    """A stop string that starts in one token and ends in the next: its first part is held back, not streamed."""
+    req = _req("hi", max_tokens=24, temperature=1.0, seed=7)
+    pieces = [d.text for d in [d async for d in local_qwen.stream(req)][:-1]]
+    i = next(k for k in range(1, len(pieces) - 1) if len(pieces[k].strip()) >= 2 and len(pieces[k + 1].strip()) >= 2)
+    stop = pieces[i][-2:] + pieces[i + 1][:2]  # straddles the boundary between two tokens
+    text = "".join(pieces)
+    cut_req = req.model_copy(update={"stop": [stop]})
+    deltas = [d async for d in local_qwen.stream(cut_req)]
+    final = deltas[-1].response
+    assert final.raw_text == text[: text.find(stop)] and final.finish_reason == "stop"
+    assert "".join(d.text for d in deltas) == final.raw_text  # nothing of the stop string leaked
+    assert (await local_qwen.complete(cut_req)).raw_text == final.raw_text
+    # a held-back tail that never becomes a stop string is sent at the end
+    near_miss = req.model_copy(update={"stop": [text[-2:] + "\u2603"]})
+    deltas = [d async for d in local_qwen.stream(near_miss)]
+    assert "".join(d.text for d in deltas) == deltas[-1].response.raw_text == text
+
+
+async def test_prompt_longer_than_the_context_is_refused_by_prepare(local_qwen):
+    context = local_qwen.engine.max_positions
+    with pytest.raises(ModelRequestError, match=f"context holds {context} tokens") as e:
+        local_qwen.prepare(_req("hello " * (context + 100)))
+    assert "shorten" in str(e.value)
+    with pytest.raises(ModelRequestError, match="context"):
+        await local_qwen.complete(_req("hello " * (context + 100)))

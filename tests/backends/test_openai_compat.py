@@ -131,3 +131,86 @@ async def test_streaming_over_http(tq_server, mode):
         assert streamed.tool_call_errors == [] and streamed.finish_reason == "tool_calls"
     finally:
         await model.close()
+
+
+def _bad_upstream():
+    """A real HTTP server that answers 200 with what an OpenAI client does not expect (``mode`` picks what)."""
+    import json
+
+    from fastapi import FastAPI
+    from fastapi.responses import Response, StreamingResponse
+
+    app = FastAPI()
+    app.state.mode = None
+
+    def chunk(delta: dict) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [choice]}
+        return "data: " + json.dumps(body) + "\n\n"
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat():  # no annotations: this module postpones them, and FastAPI could not resolve them
+        mode = app.state.mode
+        if mode == "truncated_json":
+            return Response(b'{"id": "x", "choices": [', media_type="application/json")
+        if mode == "html":
+            return Response(b"<html>gateway says hi</html>", media_type="text/html")
+
+        async def events():
+            yield chunk({"role": "assistant", "content": ""})
+            yield chunk({"content": "Hel"})
+            if mode == "garbled_event":
+                yield 'data: {"id": "c", "choices": [\n\n'
+            else:
+                kind = "invalid_request_error" if mode == "invalid_event" else "server_error"
+                yield "data: " + json.dumps({"error": {"message": "engine crashed", "type": kind}}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+async def test_garbled_upstream_answers_raise_tq_errors():
+    from .conftest import serve_in_thread
+
+    app = _bad_upstream()
+    req = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=4)
+    with serve_in_thread(app) as base:
+        model = _model(base, "m", "tools", max_attempts=2, timeout=10.0)
+        try:
+            for mode, start in (("truncated_json", '{"id": "x", "choices": ['), ("html", "<html>gateway says hi")):
+                app.state.mode = mode
+                before = model.attempts
+                with pytest.raises(TransientModelError) as e:
+                    await model.complete(req)
+                assert base in str(e.value) and start in str(e.value) and "base_url" in str(e.value)
+                assert model.attempts - before == 2  # transient: retried
+                with pytest.raises(TransientModelError, match="base_url"):
+                    async for _ in model.stream(req):
+                        pass
+            app.state.mode = "garbled_event"
+            with pytest.raises(TransientModelError, match="not valid JSON"):
+                async for _ in model.stream(req):
+                    pass
+        finally:
+            await model.close()
+
+
+async def test_error_event_mid_stream_maps_by_its_type():
+    from .conftest import serve_in_thread
+
+    app = _bad_upstream()
+    req = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=4)
+    with serve_in_thread(app) as base:
+        model = _model(base, "m", "tools", max_attempts=1)
+        try:
+            for mode, error in (("server_event", TransientModelError), ("invalid_event", ModelRequestError)):
+                app.state.mode = mode
+                got = []
+                with pytest.raises(error, match="engine crashed") as e:
+                    async for d in model.stream(req):
+                        got.append(d.text)
+                assert type(e.value) is error and got == ["Hel"]
+        finally:
+            await model.close()

@@ -225,3 +225,105 @@ def test_client_disconnect_cancels_the_generation(tq_server):
     while httpx.get(health).json()["engine"]["cancelled"] == before:
         assert time.monotonic() < deadline, "the engine kept generating after the client left"
         time.sleep(0.2)
+
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "says"),
+    [
+        ({"stream": True, "stream_options": True}, "stream_options", "must be an object, got a boolean"),
+        ({"stream": True, "stream_options": "x"}, "stream_options", "must be an object, got a string"),
+        ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage", "boolean"),
+        ({"stream": "false"}, "stream", "must be a boolean"),
+        ({"chat_template_kwargs": ["x"]}, "chat_template_kwargs", "must be an object, got an array"),
+        ({"chat_template_kwargs": {"enable_thinking": [1]}}, "chat_template_kwargs.enable_thinking", "boolean"),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": "add"}},
+            "tool_choice.function",
+            "must be an object with a string 'name'",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": "s"}},
+            "response_format.json_schema",
+            "must be an object",
+        ),
+        (
+            {"messages": [*USER, {"role": "assistant", "content": None, "tool_calls": 5}]},
+            "messages[1].tool_calls",
+            "must be a list of tool calls",
+        ),
+        (
+            {"messages": [*USER, {"role": "tool", "tool_call_id": 5, "content": "r"}]},
+            "messages[1].tool_call_id",
+            "must be a string or null, got a number",
+        ),
+        ({"messages": [{"role": "user", "content": "hi", "name": ["x"]}]}, "messages[0].name", "got an array"),
+        (
+            {"messages": [{"role": "assistant", "content": "a", "reasoning_content": {"x": 1}}]},
+            "messages[0].reasoning_content",
+            "got an object",
+        ),
+        ({"n": 2}, "n", "only n=1"),
+    ],
+)
+def test_wrongly_typed_fields_get_an_openai_400_naming_the_field(tq_server, extra, param, says):
+    base, model_id = tq_server
+    r = httpx.post(base + "/chat/completions", json={"model": model_id, "messages": USER, "max_tokens": 2, **extra})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] == param, err
+    assert param.split(".")[-1] in err["message"] and says in err["message"], err["message"]
+    assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_body_that_is_not_utf8_gets_a_400(tq_server):
+    base, model_id = tq_server
+    body = b'{"model": "' + model_id.encode() + b'", "messages": [{"role": "user", "content": "\xff"}]}'
+    r = httpx.post(base + "/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "not valid UTF-8" in r.json()["error"]["message"]
+
+
+def test_null_n_and_null_max_completion_tokens_mean_not_given(tq_server):
+    base, model_id = tq_server
+    body = {"model": model_id, "messages": USER, "n": None, "max_completion_tokens": None, "max_tokens": 5}
+    r = httpx.post(base + "/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 5  # max_tokens still applies
+    r = httpx.post(base + "/chat/completions", json={**body, "max_completion_tokens": 3}, timeout=60)
+    assert r.json()["usage"]["completion_tokens"] == 3  # max_completion_tokens wins when given
+    r = httpx.post(base + "/chat/completions", json={**body, "max_completion_tokens": 0}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_completion_tokens"
+
+
+def test_prompt_longer_than_the_context_is_a_400_streamed_or_not(client, tq_server):
+    base, model_id = tq_server
+    body = {"model": model_id, "messages": [{"role": "user", "content": "hello " * 40000}], "max_tokens": 4}
+    for stream in (False, True):
+        r = httpx.post(base + "/chat/completions", json={**body, "stream": stream}, timeout=120)
+        assert r.status_code == 400, r.text[:300]
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and "context" in err["message"], err
+    with pytest.raises(openai.BadRequestError, match="context"):
+        for _ in client.chat.completions.create(**body, stream=True):
+            pass
+
+
+@pytest.mark.parametrize("tail", ["<", "<th"])
+def test_streamed_content_keeps_a_trailing_partial_marker(client, tq_server, tail):
+    """Content ending in what could start ``<think>``/``<tool_call>`` is held back while streaming, then sent."""
+    _, model_id = tq_server
+    schema = {"type": "string", "enum": [f"x {tail}y"]}  # the output is the JSON string "x <...y"
+    kw = {
+        "model": model_id,
+        "messages": USER,
+        "max_tokens": 16,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+        "stop": ['y"'],  # ... cut just before the end: the content ends with the partial marker
+    }
+    full = client.chat.completions.create(**kw).choices[0].message.content
+    assert full == f'"x {tail}'
+    chunks = list(client.chat.completions.create(**kw, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == full

@@ -78,6 +78,21 @@ class PreparedPrompt:
     grammar: str | None
     max_new_tokens: int
     enable_thinking: bool | None
+    opened_think: bool = False
+    """The prompt itself opened the reasoning (thinking templates ending in ``<think>``): the completion starts
+    inside the reasoning."""
+
+
+def _stop_prefix_len(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of one of ``stops`` (0 when none): text
+    that may yet turn into a stop string, so it is not streamed until the next tokens tell."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
 
 
 class _BanTokens:
@@ -263,6 +278,12 @@ class LocalQwen:
             thinking = False  # constrained turns answer directly unless thinking is asked for
         text = self.render(request, enable_thinking=thinking)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
+        context = getattr(self.engine, "max_positions", None)
+        if isinstance(context, int) and len(ids) >= context:
+            raise ModelRequestError(
+                f"the prompt is {len(ids)} tokens long, but the model's context holds {context} tokens "
+                "(prompt and completion together): shorten the messages or send fewer tools"
+            )
         think_chars = min(2048, max_new // 4) if (self.family != "qwen2.5" and thinking) else 0
         limits = GrammarLimits(max_tokens=max_new, max_calls=self.max_calls, think_chars=think_chars)
         constraint, grammar = None, None
@@ -276,7 +297,8 @@ class LocalQwen:
             grammar, constraint = self._compiler().tool_calls(request.tools, "auto", limits, alt_schema=schema)
         if constraint is None and choice == "none" and request.tools and isinstance(self._tool_open, int):
             constraint = _BanTokens([self._tool_open])
-        return PreparedPrompt(text, ids, constraint, grammar, max_new, thinking)
+        opened_think = text.rstrip().endswith("<think>")  # thinking templates that open the reasoning
+        return PreparedPrompt(text, ids, constraint, grammar, max_new, thinking, opened_think)
 
     # ------------------------------------------------------------------ generation
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -289,9 +311,11 @@ class LocalQwen:
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
-        """Stream the completion: one delta per token (text may be empty while UTF-8 is incomplete), then a
-        last delta carrying the whole ``ChatResponse``. Closing the iterator or cancelling the task cancels
-        the request in the engine and frees its slot."""
+        """Stream the completion: one delta per token (text may be empty while UTF-8 is incomplete, or while the
+        text might be the start of a ``stop`` string), then, when text was held back and no stop string matched,
+        one delta with the rest, then a last delta carrying the whole ``ChatResponse``; the texts joined equal
+        its ``raw_text``. Closing the iterator or cancelling the task cancels the request in the engine and frees
+        its slot."""
         from tq_agents.models._engine import SamplingParams
 
         prep = await asyncio.to_thread(self.prepare, request)
@@ -310,8 +334,9 @@ class LocalQwen:
             raise ModelRequestError(f"the engine refused the request: {type(e).__name__}: {e}") from e
         tok = self.tokenizer
         stop_set = set(self._stop_ids)
+        stops = [s for s in request.stop if s]
         ids: list[int] = []
-        emitted = ""
+        emitted = ""  # text yielded so far; a tail that may begin a stop string is held back
         stopped_by_string = False
         try:
             async for token in handle:
@@ -322,18 +347,20 @@ class LocalQwen:
                 if text.endswith("\ufffd"):
                     yield StreamDelta(text="", token_ids=[token])
                     continue
-                piece = text[len(emitted) :]
-                if request.stop:
-                    cut = min((i for i in (text.find(s) for s in request.stop if s) if i >= 0), default=-1)
+                if stops:
+                    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
                     if cut >= 0:
                         piece = text[len(emitted) : max(cut, len(emitted))]
-                        emitted = text[:cut]
-                        stopped_by_string = True
+                        emitted, stopped_by_string = text[:cut], True
                         if piece:
                             yield StreamDelta(text=piece, token_ids=[token])
                         handle.cancel()
                         break
-                emitted = text
+                    safe = len(text) - _stop_prefix_len(text, stops)
+                else:
+                    safe = len(text)
+                piece = text[len(emitted) : max(safe, len(emitted))]
+                emitted += piece
                 yield StreamDelta(text=piece, token_ids=[token])
             result = await handle.result()
         except BaseException:
@@ -345,7 +372,10 @@ class LocalQwen:
         raw = tok.decode(completion_ids, skip_special_tokens=False)
         if stopped_by_string:
             raw = emitted
-        opened_think = prep.text.rstrip().endswith("<think>")  # thinking templates that open the reasoning
+        elif raw.startswith(emitted) and len(raw) > len(emitted):
+            # no stop string matched: flush the held-back tail (and any incomplete UTF-8 at the very end)
+            yield StreamDelta(text=raw[len(emitted) :])
+        opened_think = prep.opened_think
         yield StreamDelta(response=self._response(request, raw, result, stopped_by_string, opened_think))
 
     def _response(

@@ -168,17 +168,50 @@ class OpenAICompatible:
             if status == 429 or status >= 500 or status in (408, 409):
                 return TransientModelError(f"{where} answered {status}: {detail}")
             return ModelRequestError(f"{where} refused the request ({status}): {detail}")
+        if isinstance(e, openai.APIError):
+            # no HTTP status: an error event inside a stream (the body is the event's error object) or a body
+            # that failed validation; only an error the server calls the request's fault will not heal
+            body = e.body if isinstance(e.body, dict) else {}
+            err = body.get("error", body)
+            kind = err.get("type") if isinstance(err, dict) else None
+            if kind == "invalid_request_error":
+                return ModelRequestError(f"{where} refused the request: {_detail(e)}")
+            return TransientModelError(f"{where} failed mid-response ({kind or type(e).__name__}): {_detail(e)}")
         if isinstance(e, openai.OpenAIError):
             return ModelError(f"{where}: {type(e).__name__}: {e}")
         return ModelError(f"{where}: unexpected {type(e).__name__}: {e}")
+
+    def _garbled(self, what: str, body: Any) -> TransientModelError:
+        """A 200 answer that is not the OpenAI shape expected (a proxy's HTML page, a truncated JSON body)."""
+        text = body if isinstance(body, str) else repr(body)
+        start = text[:200] + ("..." if len(text) > 200 else "")
+        return TransientModelError(
+            f"{self.base_url} (model {self.model!r}): {what}, not an OpenAI-compatible response; "
+            f"the body starts with: {start!r}",
+            hint="check base_url: it must be the server's OpenAI-compatible API root, usually ending in /v1",
+        )
 
     async def _call(self, fn: Any, **kwargs: Any) -> Any:
         import openai
 
         try:
-            return await fn(**kwargs)
+            result = await fn(**kwargs)
         except openai.OpenAIError as e:
             raise self._translate(e) from e
+        except json.JSONDecodeError as e:  # a 200 whose JSON body is cut off or garbled
+            raise self._garbled("the 200 response body is not valid JSON", e.doc) from e
+        if isinstance(result, (str, bytes)):  # the SDK hands back the text of a body that is not JSON
+            raise self._garbled("the 200 response body is not JSON", result)
+        if kwargs.get("stream"):
+            ctype = result.response.headers.get("content-type", "")
+            if ctype.startswith(("text/html", "application/json")):  # not an event stream: a page or an error
+                body = (await result.response.aread()).decode("utf-8", "replace")
+                await result.close()
+                raise self._garbled(f"the stream request was answered with {ctype.split(';')[0]}", body)
+        elif not isinstance(getattr(result, "choices", None), list):
+            body = result.model_dump_json() if hasattr(result, "model_dump_json") else result
+            raise self._garbled("the 200 response JSON holds no 'choices' list", body)
+        return result
 
     # ------------------------------------------------------------------ tools mode
     def _tools_kwargs(self, request: ChatRequest) -> dict[str, Any]:
@@ -254,12 +287,16 @@ class OpenAICompatible:
         completion = await self._call(self._client.chat.completions.create, **self._tools_kwargs(request))
         if not completion.choices:
             raise TransientModelError(f"{self.base_url} returned no choices")
-        choice0 = completion.choices[0]
-        msg = choice0.message
-        raw_calls = []
-        for c in msg.tool_calls or []:
-            fn = getattr(c, "function", None)
-            raw_calls.append((c.id, getattr(fn, "name", None), getattr(fn, "arguments", "") or ""))
+        try:
+            choice0 = completion.choices[0]
+            msg = choice0.message
+            raw_calls = []
+            for c in msg.tool_calls or []:
+                fn = getattr(c, "function", None)
+                raw_calls.append((c.id, getattr(fn, "name", None), getattr(fn, "arguments", "") or ""))
+        except (AttributeError, TypeError) as e:  # a choice of the wrong shape
+            body = completion.model_dump_json()
+            raise self._garbled("a choice of the 200 response is not a chat choice", body) from e
         extra_fields = getattr(msg, "model_extra", None) or {}
         return self._tools_response(
             request,
@@ -298,8 +335,10 @@ class OpenAICompatible:
         reasoning_parts: list[str] = []
         calls: dict[int, list[Any]] = {}
         finish, usage, model = None, None, None
+        chunks = 0
         try:
             async for chunk in stream:
+                chunks += 1
                 model = chunk.model or model
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
@@ -323,10 +362,29 @@ class OpenAICompatible:
                 if piece:
                     text_parts.append(piece)
                     yield StreamDelta(text=piece)
+        except openai.APIConnectionError as e:
+            if chunks == 0:
+                raise self._translate(e) from e
+            how = "stalled (timed out)" if isinstance(e, openai.APITimeoutError) else f"broke off ({e})"
+            raise TransientModelError(
+                f"the stream from {self.base_url} (model {self.model!r}) {how} after {chunks} chunks"
+            ) from e
         except openai.OpenAIError as e:
             raise self._translate(e) from e
+        except json.JSONDecodeError as e:
+            raise self._garbled("a stream event is not valid JSON", e.doc) from e
+        except (AttributeError, TypeError) as e:  # a chunk of the wrong shape (e.g. "choices": 5)
+            raise TransientModelError(
+                f"{self.base_url} (model {self.model!r}) sent a stream chunk that is not an OpenAI chunk: {e}",
+                hint="check base_url: it must be the server's OpenAI-compatible API root, usually ending in /v1",
+            ) from e
         finally:
             await stream.close()
+        if chunks == 0:
+            raise TransientModelError(
+                f"{self.base_url} (model {self.model!r}) ended the stream without sending any chunk",
+                hint="check base_url: it must be the server's OpenAI-compatible API root, usually ending in /v1",
+            )
         text = "".join(text_parts)
         if self.mode == "raw":
             response = self._raw_response(request, text, finish, usage, model)
@@ -439,10 +497,13 @@ class OpenAICompatible:
         completion = await self._call(self._client.completions.create, **kwargs)
         if not completion.choices:
             raise TransientModelError(f"{self.base_url} returned no choices")
-        choice0 = completion.choices[0]
-        return self._raw_response(
-            request, choice0.text or "", choice0.finish_reason, completion.usage, completion.model
-        )
+        try:
+            choice0 = completion.choices[0]
+            text, finish = choice0.text or "", choice0.finish_reason
+        except (AttributeError, TypeError) as e:  # a choice of the wrong shape
+            body = completion.model_dump_json()
+            raise self._garbled("a choice of the 200 response is not a completion choice", body) from e
+        return self._raw_response(request, text, finish, completion.usage, completion.model)
 
 
 def _to_openai_message(m: ChatMessage) -> dict[str, Any]:
