@@ -291,8 +291,10 @@ class Run:
         before it belongs to this round, and is dropped as late (as on arrival, see ``_deliver``)."""
         arrived = node.arrived
         first = arrived.pop(turn.inputs[0].id, None) if turn.inputs else None
-        node.fired_at, node.fired_by = turn.seq, first[0] if first is not None else _INPUT
-        late = [(p, m) for p, m in node.inbox if p != node.fired_by and arrived[m.id][1] < turn.seq]
+        if first is None:  # the run input (not sent by a predecessor) starts no round
+            return
+        node.fired_by, node.fired_at = first[0], turn.seq
+        late = [(p, m) for p, m in node.inbox if p != node.fired_by and p != _INPUT and arrived[m.id][1] < turn.seq]
         if not late:
             return
         ids = {m.id for _, m in late}

@@ -492,3 +492,30 @@ def test_retries_in_a_workflow_wait_like_the_retry_policy() -> None:
     assert res.status == "completed"
     gaps = [b - a for a, b in itertools.pairwise(model.times)]
     assert gaps[0] >= 0.19 and gaps[1] >= 0.39  # 0.2 then 0.4 s: the first retry waits too
+
+
+def test_any_join_entry_takes_the_input_and_then_one_message_per_round() -> None:
+    # the run input is not a round of the join: the first predecessor's message still fires it, the other's is late
+    seen: list[str] = []
+
+    def a(m: TextMessage) -> TextMessage:
+        return TextMessage(text="a:" + m.text)
+
+    def b(m: TextMessage) -> TextMessage:
+        return TextMessage(text="b:" + m.text)
+
+    def j(m: TextMessage) -> TextMessage:
+        seen.append(m.text)
+        return TextMessage(text="j:" + m.text)
+
+    wf = (
+        Workflow("w")
+        .add_node("a", a)
+        .add_node("b", b)
+        .add_node("j", j, join="any", max_visits=3)
+        .add_edge("a", "j")
+        .add_edge("b", "j")
+        .set_entry("a", "b", "j")
+    )
+    res = wf.run_sync("go", store=":memory:")
+    assert res.status == "completed" and seen == ["go", "a:go"]
