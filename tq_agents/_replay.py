@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tq_agents._record import RunRecord
+from tq_agents._record import RunRecord, TurnRecord
 from tq_agents.errors import ModelError
 from tq_agents.models.base import ChatResponse, ToolCall
 from tq_agents.store import MemoryRunStore, RunStore, open_store
@@ -67,6 +67,14 @@ class ReplaySource:
             self.divergence = Divergence(turn_id, what, str(expected)[:300], str(actual)[:300])
         raise _Stop("failed", f"replay diverged: {self.divergence}")
 
+    def _cut(self, rec: TurnRecord) -> None:
+        """The recorded run stopped during this turn (it has no NodeFinished: a deadline, a cancel, a crash):
+        the replay stops here too, with the recorded status, as there is nothing to compare beyond."""
+        from tq_agents._turn import _Stop
+
+        status = self.record.finished.status if self.record.finished is not None else "cancelled"
+        raise _Stop(status, f"replay reached turn {rec.turn_id}, where the recorded run stopped ({status})")
+
     def model_response(self, turn: _Turn, index: int, rhash: str) -> ChatResponse:
         rec = self.record.turns.get(turn.turn_id)
         if rec is None:
@@ -77,6 +85,8 @@ class ReplaySource:
             error = rec.failures.get(index)
             if error is not None:  # the recorded call failed for good: this one fails the same way
                 raise ModelError(f"recorded failure: {error}")
+            if rec.finished is None:
+                self._cut(rec)
             self._diverge(turn.turn_id, f"model call #{index} is not in the record", "no call", "a call")
         expected = rec.request_hashes.get(index)
         if expected is not None and expected != rhash:
@@ -85,6 +95,8 @@ class ReplaySource:
 
     def tool_result(self, turn: _Turn, key: str, call: ToolCall) -> dict[str, Any]:
         rec = self.record.turns.get(turn.turn_id)
+        if rec is not None and key not in rec.tools and rec.finished is None:
+            self._cut(rec)
         if rec is None or key not in rec.tools:
             self._diverge(turn.turn_id, f"tool call {call.name} ({key}) is not in the record", "no call", call.name)
         assert rec is not None
@@ -95,6 +107,8 @@ class ReplaySource:
         if rec is None:
             self._diverge(turn.turn_id, "turn is not in the record", "no such turn", f"node {turn.node} ran")
         assert rec is not None
+        if rec.finished is None:
+            self._cut(rec)
         self.compared.add(turn.turn_id)
         want = [{**m.payload(), "type": m.type_name} for m in rec.outputs]
         got = [{**m.payload(), "type": m.type_name} for m in outputs]

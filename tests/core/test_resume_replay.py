@@ -262,3 +262,27 @@ def test_any_join_round_may_come_from_another_predecessor(make_store) -> None:  
         assert again.status == "completed" and again.output.text == res.output.text, k  # type: ignore[union-attr]
         finished = [e.payload["turn_id"] for e in crashed.load_events(res.run_id) if e.kind == "NodeFinished"]
         assert len(finished) == len(set(finished)) == res.turns, k
+
+
+def test_replay_of_a_run_stopped_mid_turn_stops_there_too(make_store) -> None:  # type: ignore[no-untyped-def]
+    # regression: the turn a deadline (or a cancel) cut short has no recorded output, and the replay reported
+    # that as a divergence; it now ends at that turn with the recorded status
+    model = ScriptedModel(default=lambda r: f"{r.agent}<{r.messages[-1].content}>", latency={"C": 30.0})
+    wf = Workflow("w", model=model)
+    for n in "ABCD":
+        wf.add_node(Agent(n))
+    wf.add_edge("A", "B").add_edge("B", "C").add_edge("C", "D")
+    store = make_store("s")
+    res = wf.run_sync("go", store=store, deadline_s=0.5)
+    assert res.status == "deadline" and res.turns == 3
+    report = asyncio.run(replay(res.run_id, wf, store))
+    assert not report.diverged, report.divergence
+    assert report.status == "deadline" == report.recorded_status and report.turns_compared == 3
+    # a change before the cut is still reported
+    other = ScriptedModel(default=lambda r: "changed", latency={"C": 30.0})
+    changed = Workflow("w", model=other)
+    for n in "ABCD":
+        changed.add_node(Agent(n, f"You are {n}." if n == "B" else ""))
+    changed.add_edge("A", "B").add_edge("B", "C").add_edge("C", "D")
+    report = asyncio.run(replay(res.run_id, changed, store))
+    assert report.divergence is not None and report.divergence.turn_id == "B:1"
