@@ -36,6 +36,11 @@ BASE_ENV: dict[str, str] = {
 WORK_DIR = "/work"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_INPUT_BYTES = 16 * 1024 * 1024
+#: Where the runner writes the code itself, in the work dir (must match MAIN_NAMES in ``_runner.py``).
+_MAIN_NAMES = (".tq_main.py", ".tq_main.sh")
+_NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
+_PATH_MAX = 4095  # bytes in a whole path, terminating NUL excluded (Linux PATH_MAX)
+_PAGE = 4096  # tmpfs allocates whole pages
 
 
 class SandboxLimits(BaseModel):
@@ -52,7 +57,10 @@ class SandboxLimits(BaseModel):
     tmp_mb: int = Field(16, ge=1, description="Size of the tmpfs /tmp.")
     file_mb: int = Field(32, ge=1, description="Largest file a run may write (RLIMIT_FSIZE).")
     max_output_bytes: int = Field(64 * 1024, ge=1024, description="Cap per stream (stdout, stderr); head+tail kept.")
-    max_files_out_bytes: int = Field(1024 * 1024, ge=0, description="Cap on the total size of returned files.")
+    max_files_out_bytes: int = Field(
+        1024 * 1024, ge=0, description="Cap on the total size of returned files: contents plus path names."
+    )
+    max_files_out_count: int = Field(1000, ge=0, description="Cap on the number of returned files.")
 
 
 class ExecResult(BaseModel):
@@ -147,28 +155,112 @@ def build_request(
         timeout = limits.timeout_s
     if not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
         raise ConfigError(f"timeout must be a number of seconds in (0, 3600], got {timeout!r}")
+    if not _is_text(code):
+        raise ConfigError("code is not valid Unicode text (it has a lone surrogate); pass text that encodes to UTF-8")
     encoded: dict[str, str] = {}
     total = len(code.encode("utf-8"))
+    pages = -(-total // _PAGE)
     for path, content in (files or {}).items():
-        parts = path.split("/") if isinstance(path, str) else []
-        if not parts or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in path:
+        _check_file_path(path)
+        if isinstance(content, str):
+            try:
+                data = content.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ConfigError(
+                    f"files: the content of {_short(path)} is not valid Unicode text ({e.reason} at {e.start})",
+                    hint="pass text that encodes to UTF-8, or bytes",
+                ) from e
+        elif isinstance(content, bytes | bytearray | memoryview):
+            data = bytes(content)
+        else:
             raise ConfigError(
-                f"files: bad path {path!r}",
-                hint="use a relative path under the work dir without '..', e.g. 'data/input.csv'",
+                f"files: the content of {_short(path)} must be str or bytes, got {type(content).__name__}"
             )
-        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         total += len(data)
+        pages += -(-len(data) // _PAGE)
         encoded[path] = base64.b64encode(data).decode("ascii")
+    _check_file_tree(encoded)
     if total > _MAX_INPUT_BYTES:
         raise ConfigError(f"code and files total {total} bytes; the limit is {_MAX_INPUT_BYTES}")
+    if pages * _PAGE > limits.work_mb << 20:
+        raise ConfigError(
+            f"files: code and files need about {pages * _PAGE} bytes in the work dir, "
+            f"more than its size (work_mb={limits.work_mb})",
+            hint="pass less data, or raise SandboxLimits.work_mb",
+        )
     run_env = dict(BASE_ENV)
     for key, value in (env or {}).items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key) or not isinstance(value, str) or "\x00" in value:
+        if not isinstance(key, str) or not _ENV_NAME.match(key) or not _is_text(value) or "\x00" in value:
             raise ConfigError(f"env: bad variable {key!r}", hint="names match [A-Za-z_][A-Za-z0-9_]*; values are str")
         run_env[key] = value
     return Request(
         code=code, language=language, files=encoded, env=run_env, timeout=float(timeout), nonce=secrets.token_hex(16)
     )
+
+
+def _is_text(value: object) -> bool:
+    """A str that encodes to UTF-8 (no lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_PATH_HINT = "use a relative path under the work dir without '..', e.g. 'data/input.csv'"
+
+
+def _check_file_path(path: object) -> None:
+    """Refuse a ``files`` path the runner could not write: ConfigError naming the entry."""
+    if not isinstance(path, str):
+        raise ConfigError(f"files: bad path {path!r}: must be a str, got {type(path).__name__}", hint=_PATH_HINT)
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in path:
+        raise ConfigError(f"files: bad path {_short(path)}", hint=_PATH_HINT)
+    try:
+        raw = path.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(
+            f"files: bad path {_short(path)}: not valid Unicode text ({e.reason})", hint=_PATH_HINT
+        ) from e
+    long = next((p for p in parts if len(p.encode("utf-8")) > _NAME_MAX), None)
+    if long is not None:
+        which = "" if long == path else f"the name {_short(long)} is "
+        raise ConfigError(
+            f"files: bad path {_short(path)}: {which}{len(long.encode('utf-8'))} bytes long; "
+            f"a file or directory name may have at most {_NAME_MAX} bytes",
+            hint=_PATH_HINT,
+        )
+    if len(WORK_DIR) + 1 + len(raw) > _PATH_MAX:
+        raise ConfigError(
+            f"files: bad path {_short(path)}: {len(raw)} bytes long; "
+            f"a path may have at most {_PATH_MAX - len(WORK_DIR) - 1} bytes",
+            hint=_PATH_HINT,
+        )
+    if parts[0] in _MAIN_NAMES:
+        raise ConfigError(f"files: bad path {path!r}: {parts[0]!r} is reserved for the code itself", hint=_PATH_HINT)
+
+
+def _short(text: str, keep: int = 60) -> str:
+    """``repr`` of ``text``, shortened in the middle when long (error messages stay readable)."""
+    if len(text) <= keep:
+        return repr(text)
+    return repr(text[: keep - 15]) + f"...({len(text)} chars)..." + repr(text[-10:])
+
+
+def _check_file_tree(paths: dict[str, str]) -> None:
+    """Refuse a file that another entry needs as a directory (e.g. ``data`` and ``data/input.csv``)."""
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in paths:
+                raise ConfigError(
+                    f"files: {_short(parent)} is given as a file, but {_short(path)} needs it to be a directory",
+                    hint="give each path once, either as a file or as a directory of other files",
+                )
 
 
 def runner_payload(req: Request, limits: SandboxLimits, *, python: str, bash: str, rlimits: dict[str, int]) -> bytes:
@@ -181,6 +273,7 @@ def runner_payload(req: Request, limits: SandboxLimits, *, python: str, bash: st
         rlimits=rlimits,
         max_output=limits.max_output_bytes,
         max_files_out=limits.max_files_out_bytes,
+        max_files_out_count=limits.max_files_out_count,
         nonce="TQ-SANDBOX-RESULT-" + req.nonce,
     )
     return json.dumps(body).encode("utf-8")
@@ -216,9 +309,26 @@ def parse_result(
             record = json.loads(stdout[at + len(marker) :].decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             record = None
+    if record is not None and not isinstance(record, dict):
+        record = None
+    if record is not None and record.get("setup_error"):
+        # The runner could not write the input files (what build_request cannot foresee, e.g. a full work dir).
+        raise ConfigError(
+            f"files: {record['setup_error']}", hint="pass fewer or smaller files, or raise SandboxLimits.work_mb"
+        )
+    if record is None and at >= 0 and not (timed_out or oom_killed):
+        # The runner reported, but its record is cut or garbled: the code's outcome is unknown. Never pass the
+        # protocol text off as the code's output (and never as a success).
+        raise SandboxError(
+            f"the sandbox runner's result record could not be read ({len(stdout)} bytes of output kept"
+            f"{', cut to the cap' if truncated else ''})",
+            hint="lower SandboxLimits.max_output_bytes / max_files_out_bytes, or report this as a bug",
+        )
     if record is None:
         # The runner died (killed at the host deadline, OOM, or killed by the code): report raw output.
         cap = limits.max_output_bytes
+        if at >= 0:
+            stdout = stdout[:at]  # a record cut off by the kill: protocol text, not the code's output
         return ExecResult(
             exit_code=exit_code,
             stdout=_clip(stdout, cap),

@@ -1,9 +1,9 @@
 """BwrapSandbox: the same contract as DockerSandbox on bubblewrap, for machines without a container engine.
 
 Each run gets new user, pid, network, ipc, uts and cgroup namespaces; the Python runtime (``/usr`` and
-the interpreter's prefix) bound read-only; size-limited tmpfs at ``/work`` and ``/tmp``; a fresh
-``/proc`` and minimal ``/dev``; no capabilities; no nested user namespaces; rlimits for address space,
-CPU time, processes, open files and file size; and a wall-clock deadline enforced twice (by the
+the interpreter's prefix) bound read-only; size-limited tmpfs at ``/work``, ``/tmp`` and ``/dev/shm``; a
+fresh ``/proc`` and a minimal read-only ``/dev``; no capabilities; no nested user namespaces; rlimits for
+address space, CPU time, processes, open files and file size; and a wall-clock deadline enforced twice (by the
 in-sandbox runner, which kills every process in the pid namespace, and by the host, which kills the
 whole bubblewrap process group). When the host process is root, bubblewrap itself is started as
 ``nobody`` so that nothing in the sandbox maps to a privileged host user.
@@ -130,7 +130,18 @@ class BwrapSandbox(BaseSandbox):
             *self._binds(),
             "--proc",
             "/proc",
+            # /dev: bwrap's minimal device set on a tmpfs, made read-only below, so it holds nothing the
+            # code writes; /dev/shm (POSIX shared memory, multiprocessing) is a tmpfs sized like /tmp, as
+            # a container's shm_size. Unsized, both could take half the host's RAM outside every limit.
             "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            str(lim.tmp_mb << 20),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
             "/dev",
             "--size",
             str(lim.tmp_mb << 20),

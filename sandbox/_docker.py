@@ -20,6 +20,7 @@ import queue
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -77,12 +78,28 @@ def _engine_errors(what: str, url: str, image: str) -> Iterator[None]:
         raise SandboxUnavailableError(f"container engine at {url} failed to {what}: {e}", hint=_ENGINE_HINT) from e
 
 
+def _drain_pool(pool: queue.Queue[Any], closed: threading.Event) -> None:
+    """Remove every pooled container (module-level: the finalizer must not hold the sandbox alive)."""
+    closed.set()
+    while True:
+        try:
+            container, sock = pool.get_nowait()
+        except queue.Empty:
+            return
+        with contextlib.suppress(Exception):
+            sock.close()
+        with contextlib.suppress(Exception):
+            container.remove(force=True, v=True)
+
+
 class DockerSandbox(BaseSandbox):
     """Run code in a fresh locked-down container per run (Docker Engine or Podman's Docker API).
 
     ``base_url`` is the engine's API address (default: ``DOCKER_HOST``, else the default Docker socket);
     ``image`` defaults to ``TQ_SANDBOX_IMAGE`` or :data:`DEFAULT_IMAGE`; ``pool_size`` > 0 keeps that many
-    containers started ahead of time (each is still used for one run only).
+    containers started ahead of time (each is still used for one run only). Call :meth:`close` (or use
+    the sandbox as a context manager) to remove them; those still pooled when the sandbox is garbage
+    collected or the interpreter exits are removed then.
     """
 
     name = "docker"
@@ -112,8 +129,10 @@ class DockerSandbox(BaseSandbox):
         self.python = python
         self._attempts = max(1, connect_attempts)
         self._docker = docker
-        self._closed = False
+        self._closed_event = threading.Event()
         self._pool: queue.Queue[Any] = queue.Queue()
+        # Pooled containers outlive a sandbox nobody closes: remove them when it is collected or at exit.
+        self._finalizer = weakref.finalize(self, _drain_pool, self._pool, self._closed_event)
         self._filler: ThreadPoolExecutor | None = None
         # Finished containers are removed off the caller's path (the engine's cleanup takes ~0.5 s).
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tq-sandbox-reaper")
@@ -128,6 +147,10 @@ class DockerSandbox(BaseSandbox):
         if pool_size:
             self._filler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tq-sandbox-pool")
             self._filler.submit(self._refill)
+
+    @property
+    def _closed(self) -> bool:
+        return self._closed_event.is_set()
 
     # -- engine calls -------------------------------------------------------------------------------------
     def _retrying(self, fn: Any) -> Any:
@@ -281,19 +304,13 @@ class DockerSandbox(BaseSandbox):
 
     def close(self) -> None:
         """Stop refilling the pool and remove every pooled and finished container (idempotent)."""
-        self._closed = True
+        self._closed_event.set()
         with self._lock:
             filler, self._filler = self._filler, None
         if filler is not None:
             filler.shutdown(wait=True, cancel_futures=True)
-        while True:
-            try:
-                container, sock = self._pool.get_nowait()
-            except queue.Empty:
-                break
-            with contextlib.suppress(Exception):
-                sock.close()
-            self._remove(container)
+        self._finalizer()  # drains the pool now (and only once)
+        _drain_pool(self._pool, self._closed_event)  # in case the finalizer already ran at exit
         self.flush()
 
     # -- one run ------------------------------------------------------------------------------------------

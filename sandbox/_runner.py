@@ -78,6 +78,30 @@ def oom_kills():
     return None
 
 
+# Signals the runner ignores for itself: it is PID 1, which the kernel already shields from signals sent
+# inside its namespace unless it has a handler, and Python installs one for SIGINT. Faults (SIGSEGV, ...)
+# are left alone. The child gets every one of them back at its default, with SIGPIPE and SIGXFSZ (which
+# Python itself ignores), as a process started from a shell would.
+_IGNORED = (
+    "SIGHUP SIGINT SIGQUIT SIGTERM SIGUSR1 SIGUSR2 SIGALRM SIGVTALRM SIGPROF SIGIO SIGPWR SIGTSTP SIGTTIN SIGTTOU"
+)
+RUNNER_IGNORES = [getattr(signal, name) for name in _IGNORED.split() if hasattr(signal, name)]
+CHILD_DEFAULTS = [*RUNNER_IGNORES, signal.SIGPIPE, signal.SIGXFSZ]
+
+
+def ignore_signals():
+    for sig in RUNNER_IGNORES:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
+
+
+def default_signals():
+    for sig in CHILD_DEFAULTS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 REAPED = {}
 
 
@@ -169,8 +193,21 @@ def safe_path(work, rel):
     return full
 
 
-def collect_files(work, inputs, budget):
-    """New or changed regular files under ``work`` (symlinks are never followed), within ``budget`` bytes."""
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def collect_files(work, inputs, budget, max_count):
+    """New or changed regular files under ``work`` (symlinks are never followed), within ``budget`` bytes.
+
+    Each returned file is charged its content plus its path as written in the JSON record (and a few bytes
+    of punctuation), so a flood of empty files with long names cannot blow up the record; at most
+    ``max_count`` files are returned. ``truncated`` is True when any new or changed file was left out.
+    """
     out, truncated = {}, False
     for root, dirs, files in os.walk(work, followlinks=False):
         dirs.sort()
@@ -181,19 +218,22 @@ def collect_files(work, inputs, budget):
                 st = os.lstat(full)
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                if st.st_size > budget:
+                if rel in inputs and sha256_of(full) == inputs[rel]:
+                    continue  # an input file left as it was
+                cost = len(json.dumps(rel)) + 4
+                if len(out) >= max_count:
+                    return out, True  # no room for one more file: stop walking
+                if cost + st.st_size > budget:
                     truncated = True
                     continue
                 with open(full, "rb") as fh:
-                    data = fh.read(budget + 1)
+                    data = fh.read(budget - cost + 1)
             except OSError:
                 continue
-            if inputs.get(rel) == hashlib.sha256(data).hexdigest():
-                continue
-            if len(data) > budget:
+            if cost + len(data) > budget:
                 truncated = True
                 continue
-            budget -= len(data)
+            budget -= cost + len(data)
             out[rel] = base64.b64encode(data).decode("ascii")
     return out, truncated
 
@@ -209,24 +249,34 @@ def not_dumpable():
 
 
 def main():
+    ignore_signals()  # before anything else: the code must not be able to kill the runner (PID 1)
     not_dumpable()
     req = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     started = time.monotonic()
     work = req["work"]
     os.chdir(work)
     inputs = {}
-    for rel, b64 in sorted(req["files"].items()):
-        data = base64.b64decode(b64)
-        full = safe_path(work, rel)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as fh:
-            fh.write(data)
-        inputs[os.path.relpath(full, work)] = hashlib.sha256(data).hexdigest()
     main_name = MAIN_NAMES[req["language"]]
-    code = req["code"].encode("utf-8")
-    with open(os.path.join(work, main_name), "wb") as fh:
-        fh.write(code)
-    inputs[main_name] = hashlib.sha256(code).hexdigest()
+    rel = main_name
+    try:
+        for rel, b64 in sorted(req["files"].items()):
+            data = base64.b64decode(b64)
+            full = safe_path(work, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "wb") as fh:
+                fh.write(data)
+            inputs[os.path.relpath(full, work)] = hashlib.sha256(data).hexdigest()
+        rel = main_name
+        code = req["code"].encode("utf-8")
+        with open(os.path.join(work, main_name), "wb") as fh:
+            fh.write(code)
+        inputs[main_name] = hashlib.sha256(code).hexdigest()
+    except (OSError, ValueError) as exc:
+        # The host validates paths up front; what is left (e.g. a full work dir) is reported, not a traceback.
+        what = "the code" if rel == main_name else repr(rel)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        write_record(req["nonce"], {"setup_error": f"cannot write {what} into the work dir: {reason}"})
+        return 0
     if req["language"] == "python":
         argv = [req["python"], "-s", "-u", main_name]
     else:
@@ -235,6 +285,7 @@ def main():
     limits = [(RLIMITS[k], int(v)) for k, v in sorted(req["rlimits"].items())]
 
     def preexec():
+        default_signals()
         os.setsid()
         for which, value in limits:
             resource.setrlimit(which, (value, value))
@@ -319,7 +370,7 @@ def main():
     if not oom and req["language"] == "python" and exit_code == 1:
         last = stderr.rstrip().rsplit("\n", 1)[-1]
         oom = last.startswith("MemoryError")  # RLIMIT_AS (bubblewrap) fails allocations instead
-    files_out, t3 = collect_files(work, inputs, int(req["max_files_out"]))
+    files_out, t3 = collect_files(work, inputs, int(req["max_files_out"]), int(req["max_files_out_count"]))
     result = {
         "exit_code": exit_code,
         "signal": signaled,
@@ -331,9 +382,14 @@ def main():
         "duration_s": duration,
         "files_out": files_out,
     }
-    sys.stdout.buffer.write(b"\n" + req["nonce"].encode("ascii") + b"\n" + json.dumps(result).encode("utf-8"))
-    sys.stdout.buffer.flush()
+    write_record(req["nonce"], result)
     return 0
+
+
+def write_record(nonce, result):
+    """The result record: a marker line carrying the request's nonce, then JSON."""
+    sys.stdout.buffer.write(b"\n" + nonce.encode("ascii") + b"\n" + json.dumps(result).encode("utf-8"))
+    sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

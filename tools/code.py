@@ -4,14 +4,16 @@
 from tq_agents.sandbox import DockerSandbox
 from tq_agents.tools.code import code_tools
 
-run_python, run_bash = code_tools(DockerSandbox(pool_size=2))
-result = await run_python.call({"code": "print(6 * 7)"})   # ToolResult; .value is a CodeRunResult dict
+with DockerSandbox(pool_size=2) as sandbox:   # leaving the block removes the warm containers (close())
+    run_python, run_bash = code_tools(sandbox)
+    result = await run_python.call({"code": "print(6 * 7)"})   # ToolResult; .value is a CodeRunResult dict
 ```
 
 The module-level ``run_python`` / ``run_bash`` use :func:`tq_agents.sandbox.default_sandbox`, created on
 first use (a clear SandboxUnavailableError, returned to the model as a ToolError, when there is none).
 Results are structured for the model: exit code, the tails of stdout/stderr, timeout/OOM/truncation
-flags, returned files, and a one-line ``summary`` in words.
+flags, returned files, and a one-line ``summary`` in words. Everything shown is bounded: the tails of the
+output, at most ``max_files`` returned files within ``files_chars`` characters (names included).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class CodeRunResult(BaseModel):
     truncated: bool = Field(description="Output was longer than shown.")
     duration_s: float = Field(description="Seconds the code ran.")
     files_out: dict[str, str] = Field(default_factory=dict, description="New or changed files under /work (text).")
+    files_not_shown: int = Field(
+        0, description="How many more new or changed files there were than shown (more when truncated)."
+    )
     summary: str = Field(description="One line: what happened and what to do next.")
 
 
@@ -50,8 +55,19 @@ def _tail(text: str, limit: int) -> str:
     return f"...[{len(text) - limit} earlier chars not shown]...\n" + text[-limit:]
 
 
-def summarize_result(result: ExecResult, *, tail_chars: int = 4000, timeout: float | None = None) -> CodeRunResult:
-    """Turn an ExecResult into the CodeRunResult shown to the model."""
+def summarize_result(
+    result: ExecResult,
+    *,
+    tail_chars: int = 4000,
+    timeout: float | None = None,
+    max_files: int = 20,
+    files_chars: int | None = None,
+) -> CodeRunResult:
+    """Turn an ExecResult into the CodeRunResult shown to the model.
+
+    At most ``max_files`` returned files are shown, within ``files_chars`` characters of names and text
+    together (default: ``4 * tail_chars``); each file's text is cut to its last ``tail_chars`` characters.
+    """
     if result.timed_out:
         limit = f" of {timeout:g} s" if timeout else ""
         summary = f"Timed out: killed at the time limit{limit}. Make the code faster or print progress earlier."
@@ -61,15 +77,17 @@ def summarize_result(result: ExecResult, *, tail_chars: int = 4000, timeout: flo
         summary = "Exited 0."
     else:
         summary = f"Failed with exit code {result.exit_code}; see stderr_tail."
-    if result.truncated:
+    files, not_shown = _shown_files(
+        result.files_out,
+        tail_chars=tail_chars,
+        max_files=max_files,
+        budget=4 * tail_chars if files_chars is None else files_chars,
+    )
+    if result.truncated or not_shown:
         summary += " Output was truncated; print less."
-    files: dict[str, str] = {}
-    for path, data in sorted(result.files_out.items()):
-        try:
-            text = data.decode("utf-8")
-            files[path] = _tail(text, tail_chars) if len(text) > tail_chars else text
-        except UnicodeDecodeError:
-            files[path] = f"<binary, {len(data)} bytes>"
+    if not_shown:
+        more = "at least " if result.truncated else ""
+        summary += f" {more}{not_shown} more new or changed files not shown; write fewer files."
     return CodeRunResult(
         ok=result.ok,
         exit_code=result.exit_code,
@@ -77,11 +95,34 @@ def summarize_result(result: ExecResult, *, tail_chars: int = 4000, timeout: flo
         stderr_tail=_tail(result.stderr, tail_chars),
         timed_out=result.timed_out,
         oom_killed=result.oom_killed,
-        truncated=result.truncated,
+        truncated=result.truncated or bool(not_shown),
         duration_s=round(result.duration_s, 3),
         files_out=files,
+        files_not_shown=not_shown,
         summary=summary,
     )
+
+
+def _shown_files(
+    files_out: dict[str, bytes], *, tail_chars: int, max_files: int, budget: int
+) -> tuple[dict[str, str], int]:
+    """The files shown to the model (text, or a note for binary data) and how many were left out."""
+    shown: dict[str, str] = {}
+    for path, data in sorted(files_out.items()):
+        if len(shown) >= max_files or len(path) >= budget:
+            continue
+        try:
+            text = _tail(data.decode("utf-8"), tail_chars)
+        except UnicodeDecodeError:
+            text = f"<binary, {len(data)} bytes>"
+        room = budget - len(path)
+        if len(text) > room:
+            if room < 200:
+                continue
+            text = _tail(text, room - 60)
+        shown[path] = text
+        budget -= len(path) + len(text)
+    return shown, len(files_out) - len(shown)
 
 
 def code_tools(
@@ -91,7 +132,7 @@ def code_tools(
 
     Args:
         sandbox: Where the code runs. Never the bare host.
-        tail_chars: How many trailing characters of stdout/stderr the model sees.
+        tail_chars: How many trailing characters of stdout/stderr (and of each returned file) the model sees.
         max_timeout_s: Upper bound on the ``timeout_s`` a model may ask for.
     """
     holder: dict[str, Sandbox] = {}

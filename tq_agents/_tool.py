@@ -294,13 +294,26 @@ class Tool:
             return validated
         kwargs = {k: getattr(validated, k) for k in type(validated).model_fields}
         t0 = time.perf_counter()
+        deadline: asyncio.Timeout | None = None
         try:
             if self.is_async:
                 aw: Awaitable[Any] = self.fn(**kwargs)
             else:
                 aw = asyncio.to_thread(self.fn, **kwargs)
-            value = await (asyncio.wait_for(aw, self.timeout) if self.timeout else aw)
-        except TimeoutError:
+            if self.timeout:
+                async with asyncio.timeout(self.timeout) as deadline:
+                    value = await aw
+            else:
+                value = await aw
+        except TimeoutError as e:
+            if deadline is None or not deadline.expired():
+                # The function itself raised TimeoutError (a socket or HTTP timeout, ...): an ordinary exception.
+                return ToolError(
+                    tool=self.name,
+                    kind="exception",
+                    content=f"tool `{self.name}` failed: {type(e).__name__}: {e}",
+                    duration_s=time.perf_counter() - t0,
+                )
             return ToolError(
                 tool=self.name,
                 kind="timeout",

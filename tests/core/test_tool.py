@@ -128,6 +128,45 @@ def test_timeout_becomes_tool_error() -> None:
     assert r.duration_s < 2
 
 
+def test_timeout_error_raised_by_the_tool_is_an_exception_not_a_timeout() -> None:
+    """Only the framework's own deadline is kind='timeout'; a TimeoutError from the function is an exception."""
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a URL (no tool timeout)."""
+        raise TimeoutError("read timed out")  # as socket.timeout / an HTTP client's timeout
+
+    @tool(timeout=5)
+    async def fetch_async(url: str) -> str:
+        """Fetch a URL (5 s tool timeout)."""
+        raise TimeoutError("upstream read timed out after 0.1 s")
+
+    @tool(timeout=5)
+    def fetch_sync(url: str) -> str:
+        """Fetch a URL in a thread (5 s tool timeout)."""
+        raise TimeoutError("connect timed out")
+
+    for t, message in ((fetch, "read timed out"), (fetch_async, "after 0.1 s"), (fetch_sync, "connect timed out")):
+        r = t.call_sync({"url": "http://x"})  # never raises
+        assert isinstance(r, ToolError) and r.kind == "exception", r
+        assert r.content.startswith(f"tool `{t.name}` failed: TimeoutError: ")
+        assert message in r.content and "timed out after 5" not in r.content
+        assert r.duration_s < 2
+
+
+def test_timeout_of_a_sync_tool_becomes_tool_error() -> None:
+    @tool(timeout=0.05)
+    def slow() -> str:
+        """Sleep in a thread."""
+        import time
+
+        time.sleep(0.5)
+        return "done"
+
+    r = slow.call_sync({})
+    assert isinstance(r, ToolError) and r.kind == "timeout" and "timed out after 0.05 s" in r.content
+
+
 def test_definition_errors() -> None:
     with pytest.raises(ToolDefinitionError, match="no type annotation"):
 

@@ -6,9 +6,12 @@ import asyncio
 import time
 
 import pytest
-from tq_agents.sandbox import BwrapSandbox, DockerSandbox, ExecResult, Sandbox
+from tq_agents.sandbox import BwrapSandbox, DockerSandbox, ExecResult, Sandbox, SandboxLimits
+from tq_agents.sandbox._base import build_request, parse_result
 
-from tq_agents.errors import ConfigError
+from tq_agents.errors import ConfigError, SandboxError
+
+from ._support import TEST_LIMITS, make_bwrap, make_docker
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(120)]
 
@@ -146,3 +149,119 @@ def test_exports_are_complete_and_resolve() -> None:
     assert public <= set(pkg.__all__), public - set(pkg.__all__)
     for name in pkg.__all__:
         assert hasattr(pkg, name), name
+
+
+# -- regressions from the sandbox audit ----------------------------------------------------------------------
+
+
+def _same_kind(sandbox: AnySandbox, limits: SandboxLimits) -> AnySandbox:
+    """A sandbox of the same kind as ``sandbox`` with other limits (closed by the caller)."""
+    return make_docker(limits) if isinstance(sandbox, DockerSandbox) else make_bwrap(limits)
+
+
+def test_dev_and_dev_shm_hold_only_a_bounded_amount(sandbox: AnySandbox) -> None:
+    """/dev is not writable and /dev/shm is a tmpfs of tmp_mb: neither is room outside the limits."""
+    code = (
+        "import errno, multiprocessing, os\n"
+        "try:\n    open('/dev/tq-x', 'wb').write(b'x'); print('dev: wrote')\n"
+        "except OSError as e:\n    print('dev:', errno.errorcode[e.errno])\n"
+        "lock = multiprocessing.Lock(); lock.acquire(); lock.release(); print('semaphore ok')\n"
+        "n, block = 0, b'S' * (1 << 20)\n"
+        "try:\n"
+        f"    for i in range({4 * sandbox.limits.tmp_mb}):\n"
+        "        with open(f'/dev/shm/f{i}', 'wb') as f:\n            f.write(block); f.flush(); n += len(block)\n"
+        "    print('shm: no limit')\n"
+        "except OSError as e:\n    print('shm:', errno.errorcode[e.errno])\n"
+        "print('written', n)\n"
+    )
+    r = sandbox.run(code, timeout=20)
+    assert r.exit_code == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[0] in ("dev: EROFS", "dev: EACCES"), r.stdout
+    assert lines[1] == "semaphore ok"  # POSIX shared memory itself still works
+    assert lines[2] == "shm: ENOSPC", r.stdout
+    assert 0 < int(lines[3].split()[1]) <= sandbox.limits.tmp_mb << 20
+    assert not r.oom_killed
+
+
+def test_runner_ignores_signals_and_the_code_gets_default_dispositions(sandbox: AnySandbox) -> None:
+    """The code cannot kill the runner (PID 1) with a signal it handles; the code's own signals are defaults."""
+    r = sandbox.run(
+        "import os, signal, time\n"
+        "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):\n"
+        "    os.kill(1, s)\n    time.sleep(0.1)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+        "time.sleep(0.5)\nprint('still here')\n"
+    )
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "True\nstill here\n", ""), r
+    # A program the code starts sees no signal ignored (SIGPIPE and SIGXFSZ are back at their defaults).
+    r = sandbox.run("grep SigIgn /proc/self/status; yes | head -n 1 >/dev/null; echo ${PIPESTATUS[0]}", language="bash")
+    assert r.stdout == "SigIgn:\t0000000000000000\n141\n", r
+
+
+def test_many_files_out_are_capped_by_count_and_by_bytes_including_names(sandbox: AnySandbox) -> None:
+    """45,000 empty files with long names: the record stays in bounds, and truncated says files were left out."""
+    code = "for i in range(45000):\n    open('f%05d_' % i + 'x' * 200, 'w').close()\nprint('hello from code')"
+    r = sandbox.run(code, timeout=60)
+    assert r.ok, r.stderr
+    assert r.stdout == "hello from code\n"  # never the runner's protocol text
+    assert r.truncated
+    lim = sandbox.limits
+    assert 0 < len(r.files_out) <= lim.max_files_out_count
+    assert sum(len(k) + len(v) for k, v in r.files_out.items()) <= lim.max_files_out_bytes
+
+    # Names count against max_files_out_bytes: 2,000 bytes hold only a few files with 200-char names.
+    small = _same_kind(sandbox, TEST_LIMITS.model_copy(update={"max_files_out_bytes": 2000}))
+    try:
+        r = small.run("for i in range(50):\n    open('f%02d_' % i + 'x' * 200, 'w').close()")
+        assert r.ok and r.truncated
+        assert 0 < len(r.files_out) < 10
+        assert sum(len(k) + 4 for k in r.files_out) <= 2000
+        r = small.run("open('a.txt', 'w').write('1')")  # within both caps: not truncated
+        assert (r.files_out, r.truncated) == ({"a.txt": b"1"}, False)
+    finally:
+        small.close()
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"data": "x", "data/input.csv": "1,2"}, r"files: 'data' is given as a file, but 'data/input.csv' needs"),
+        ({"a" * 300: "x"}, r"files: bad path .*300 bytes long; .* at most 255 bytes"),
+        ({"d/" + "b" * 256 + "/c.txt": "x"}, r"files: bad path .*the name .* is 256 bytes long"),
+        ({"/".join(["d" * 200] * 25): "x"}, r"files: bad path .*a path may have at most"),
+        ({".tq_main.py/x": "x"}, r"files: bad path '.tq_main.py/x': '.tq_main.py' is reserved"),
+        ({"bad\udc80.txt": "x"}, r"files: bad path .*not valid Unicode"),
+        ({"a.txt": "\ud800"}, r"files: the content of 'a.txt' is not valid Unicode"),
+        ({"a.txt": 5}, r"files: the content of 'a.txt' must be str or bytes, got int"),
+        ({"big.bin": b"0" * (5 << 20)}, r"files: code and files need about .* \(work_mb=4\)"),
+    ],
+)
+def test_files_the_runner_cannot_write_are_config_errors(sandbox: AnySandbox, files: dict, expected: str) -> None:
+    small = sandbox if "work_mb" not in expected else _same_kind(sandbox, TEST_LIMITS.model_copy(update={"work_mb": 4}))
+    try:
+        with pytest.raises(ConfigError, match=expected):
+            small.run("print('code ran')", files=files)
+    finally:
+        if small is not sandbox:
+            small.close()
+
+
+def test_runner_reports_files_it_cannot_write_as_config_error(sandbox: AnySandbox) -> None:
+    """Whatever build_request cannot foresee, the runner reports (no traceback passed off as the code's exit 1)."""
+    req = build_request("print('code ran')", "python", {"data/x.csv": "1"}, None, None, sandbox.limits)
+    bad = req.model_copy(update={"files": {"data": req.files["data/x.csv"], **req.files}})  # skips the checks
+    with pytest.raises(ConfigError, match=r"files: cannot write 'data/x.csv' into the work dir: \w"):
+        sandbox._execute(bad)
+    assert sandbox.run("print('next run is fine')").stdout == "next run is fine\n"
+
+
+def test_a_cut_result_record_is_never_passed_off_as_output() -> None:
+    """The host's fallback: a record that cannot be read is a SandboxError, never raw protocol text with ok."""
+    req = build_request("print(1)", "python", None, None, None, TEST_LIMITS)
+    raw = b"\nTQ-SANDBOX-RESULT-" + req.nonce.encode() + b'\n{"exit_code": 0, "stdout": "hel'
+    kw = {"exit_code": 0, "oom_killed": False, "duration_s": 0.1, "limits": TEST_LIMITS}
+    with pytest.raises(SandboxError, match="result record could not be read"):
+        parse_result(req, raw, b"", timed_out=False, truncated=True, **kw)
+    killed = parse_result(req, b"partial output" + raw, b"", timed_out=True, truncated=False, **kw)
+    assert killed.timed_out and not killed.ok and killed.stdout == "partial output"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -92,3 +94,28 @@ def test_unreachable_engine_is_retried_then_unavailable(tmp_path) -> None:
         DockerSandbox(TEST_LIMITS, base_url=f"unix://{tmp_path}/no-engine.sock", connect_attempts=3)
     assert "engine.sh start" in str(info.value)
     assert time.monotonic() - t0 >= 0.2 + 0.4 - 0.05  # two exponential back-offs: the connection was retried
+
+
+def test_pooled_containers_are_removed_at_exit_without_close() -> None:
+    """A program that never calls close() (or dies on an exception) leaves no pooled container behind."""
+    probe = make_docker()  # fail/skip here when there is no engine
+    script = (
+        "import os, sys, time\n"
+        "from tq_agents.sandbox import DockerSandbox\n"
+        "sb = DockerSandbox(pool_size=2)\n"
+        "assert sb.run(\"print('hi')\").stdout == 'hi\\n'\n"
+        "deadline = time.monotonic() + 30\n"
+        "while sb._pool.qsize() < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "print(os.getpid(), sb._pool.qsize(), flush=True)\n"
+        "raise SystemExit(3)  # exits without close()\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 3, proc.stderr
+        pid, pooled = proc.stdout.split()
+        assert pooled == "2"  # there were warm containers to leak
+        left = probe._client.containers.list(all=True, filters={"label": f"{LABEL}.owner-pid={pid}"})
+        assert left == [], [c.name for c in left]
+    finally:
+        probe.close()

@@ -191,6 +191,22 @@ def _privs(r: ExecResult, rep: dict[str, Any], host: Any) -> Verdict:
     return Verdict(ok, f"{base.evidence}; NoNewPrivs={status.get('NoNewPrivs')} CapEff={status.get('CapEff')}")
 
 
+def _dev_bounded(r: ExecResult, rep: dict[str, Any], host: Any) -> Verdict:
+    # /dev holds nothing the code writes; /dev/shm fills up (ENOSPC) at its size (tmp_mb), long before the
+    # memory limit: without a cgroup (bubblewrap as non-root) nothing else would stop it short of host RAM.
+    shm = rep.get("shm", ["ok", ""])
+    n = int(rep.get("shm_written", ["err", "-1"])[1])
+    cap = host.limits.tmp_mb << 20
+    ok = all_failed("dev_file")(r, rep, host).contained and shm[0] == "err" and "28" in shm[1] and 0 <= n <= cap
+    return Verdict(ok, f"/dev: {rep.get('dev_file')}; /dev/shm took {n} bytes (cap {cap}) then {shm}")
+
+
+def _runner_survives(r: ExecResult, rep: dict[str, Any], host: Any) -> Verdict:
+    # PID 1 (the runner) ignores the signals the code may send it; the code finishes and its result is intact.
+    ok = r.exit_code == 0 and "STILL-HERE" in r.stdout and "KeyboardInterrupt" not in r.stderr and bool(rep)
+    return Verdict(ok, f"exit={r.exit_code} stdout={r.stdout[-200:]!r} stderr={r.stderr[-200:]!r} {rep}")
+
+
 def _write_outside(r: ExecResult, rep: dict[str, Any], host: Any) -> Verdict:
     base = all_failed("etc", "usr_bin", "root", "home", "host_canary_dir", "repo")(r, rep, host)
     return Verdict(base.contained and host.files_intact(), base.evidence)
@@ -350,6 +366,15 @@ ATTACKS: list[Attack] = [
         _huge_file_or_fsize,
         heavy=True,
     ),
+    Attack(
+        "fill_dev_and_dev_shm",
+        "import signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nn = 0\nblock = b'S' * (1 << 20)\n"
+        "attempt('dev_file', lambda: open('/dev/tq-fill', 'wb').write(block))\n"
+        "def fill():\n    global n\n    for i in range(4 * @@TMP_MB@@):\n"
+        "        with open('/dev/shm/fill%d' % i, 'wb') as f:\n            f.write(block); f.flush(); n += len(block)\n"
+        "attempt('shm', fill)\nREPORT['shm_written'] = ['ok', str(n)]\n",
+        _dev_bounded,
+    ),
     # -- filesystem tricks ---------------------------------------------------------------------------------
     Attack(
         "symlink_escape",
@@ -432,6 +457,15 @@ ATTACKS: list[Attack] = [
         "sys.stdout.flush()\nprint('\\nREPORT ' + json.dumps(REPORT), flush=True)\n"
         "os.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)\n",
         _kill_parent,
+    ),
+    Attack(
+        "signal_the_runner",
+        "import signal, time\n"
+        "for name in ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGTSTP'):\n"
+        "    attempt(name, lambda: os.kill(1, getattr(signal, name)))\n"
+        "    time.sleep(0.1)\n"
+        "time.sleep(0.5)\nprint('STILL-HERE', flush=True)\n",
+        _runner_survives,
     ),
     Attack(
         "leave_processes_after_exit",

@@ -149,6 +149,7 @@ class HostContext:
             "CANARY_PID": str(self.canary_proc.pid),
             "HOST_PID": str(os.getpid()),
             "TAG": self.tag,
+            "TMP_MB": str(self.limits.tmp_mb),
         }
         subs.update({k: str(v) for k, v in self.ports.items()})
         subs.setdefault("TCP_IP", subs["TCP_LO"])
