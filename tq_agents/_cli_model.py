@@ -46,12 +46,22 @@ def load_script(path: str | Path) -> dict[str, list[Any]]:
     its output) or an object ``{"content": "...", "tool_calls": [{"name": ..., "arguments": {...}}]}``.
     An output may also be given as an object under ``"output"``; it is dumped to JSON as the content.
     """
+    if not str(path).strip():
+        raise ConfigError("--model scripted: names no script file", hint="pass --model scripted:PATH.json")
     p = Path(path).expanduser()
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(
             f"script file not found: {p}", hint="--model scripted:PATH.json needs an existing file"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"script {p} is not UTF-8 text (byte {e.start}: {e.reason})", hint="save the script as UTF-8 JSON"
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read script {p}: {e.strerror or e}", hint="--model scripted:PATH.json needs a readable JSON file"
         ) from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"script {p} is not valid JSON: {e}", hint="fix the JSON (line/column above)") from None

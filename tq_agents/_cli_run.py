@@ -3,7 +3,8 @@
 The live view reads the run's event stream (each event arrives once it is durable in the store): nodes with
 their status and visits, the current turn, tokens and tokens/s of the last model call, tool calls. On a
 terminal it is a ``rich`` live table on stderr; otherwise one plain line per finished turn and tool call.
-The final summary (or, with ``--json``, one JSON object) goes to stdout.
+The final summary (or, with ``--json``, one JSON object) goes to stdout. Text that comes from a model, a tool,
+a program or the user is always printed literally, never parsed as ``rich`` markup.
 """
 
 from __future__ import annotations
@@ -59,12 +60,34 @@ def _build(name: str, model: ChatModel, file: Path | None) -> Workflow:
     return wf
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def _open_store(path: Path, *, must_exist: bool) -> RunStore:
     from tq_agents.store import SQLiteRunStore
 
     if must_exist and not path.exists():
         raise ConfigError(f"no run store at {path}", hint="pass the --store used by `tq run` (or set TQ_STORE)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    hint = "pass --store PATH (or set TQ_STORE) to a .sqlite file in a directory you can write to"
+    if path.is_dir():
+        raise ConfigError(f"run store {path} is a directory, not a file", hint=hint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or e
+        raise ConfigError(f"cannot create run store {path}: {why} ({e.filename or path.parent})", hint=hint) from None
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        head = b""  # a new store
+    except OSError as e:
+        raise ConfigError(f"cannot read run store {path}: {e.strerror or e}", hint=hint) from None
+    if head and head != _SQLITE_HEADER:
+        raise ConfigError(
+            f"{path} is not a run store (not an SQLite database)",
+            hint="pass the --store file `tq run` wrote (or set TQ_STORE), or a new path",
+        )
     return SQLiteRunStore(path)
 
 
@@ -165,12 +188,14 @@ class LiveView:
 
     def render(self) -> RenderableType:
         from rich.table import Table
+        from rich.text import Text
 
         dt = time.perf_counter() - self.t0
-        title = (
-            f"[bold]{self.workflow}[/] · run {self.run_id} · turn {self.turns} ({self.turn or '-'}) · "
+        title = Text.assemble(
+            (self.workflow, "bold"),
+            f" · run {self.run_id} · turn {self.turns} ({self.turn or '-'}) · "
             f"{self.prompt_tokens}+{self.completion_tokens} tok · {self.tokens_per_s:.1f} tok/s · "
-            f"{self.tool_calls} tool calls · {dt:.1f}s"
+            f"{self.tool_calls} tool calls · {dt:.1f}s",
         )
         table = Table(title=title, title_justify="left", box=None, header_style="bold")
         for col in ("node", "kind", "status", "visits", ""):
@@ -178,9 +203,15 @@ class LiveView:
         styles = {"running": "yellow", "completed": "green", "failed": "red"}
         for name, n in self.nodes.items():
             st = n["status"]
-            table.add_row(name, n["kind"], f"[{styles.get(st, 'dim')}]{st}[/]", str(n["visits"] or ""), n["note"])
+            table.add_row(
+                Text(name),
+                Text(n["kind"]),
+                Text(st, style=styles.get(st, "dim")),
+                str(n["visits"] or ""),
+                Text(n["note"]),  # a failure reason can quote model output: literal text, not markup
+            )
         if self.last_tool:
-            table.caption = f"last tool call: {self.last_tool}"
+            table.caption = Text(f"last tool call: {self.last_tool}")
             table.caption_justify = "left"
         return table
 
@@ -196,7 +227,7 @@ async def _watch(run: Run, view: LiveView | None, console: Console | None) -> Ru
                 view.update(ev)
                 live.update(view.render())
     else:
-        console.print(f"run {run.run_id} · workflow {view.workflow}", highlight=False)
+        console.print(f"run {run.run_id} · workflow {view.workflow}", highlight=False, markup=False)
         async for ev in run.events():
             line = view.update(ev)
             if line:
@@ -205,24 +236,29 @@ async def _watch(run: Run, view: LiveView | None, console: Console | None) -> Ru
 
 
 def _summary(result: RunResult, store: Path) -> None:
+    """The human summary on stdout. The output, the reason and names are ``Text``: printed as they are,
+    brackets and all (``print(xs[i])``, ``[/]``), never parsed as rich markup."""
     from rich.console import Console
     from rich.panel import Panel
+    from rich.text import Text
 
     u = result.usage
     style = "green" if result.status == "completed" else "red"
-    head = (
-        f"status [{style}]{result.status}[/] · run {result.run_id} · {result.turns} turns · "
-        f"{u.prompt_tokens}+{u.completion_tokens} tokens · {result.duration_s:.1f}s"
+    head = Text.assemble(
+        "status ",
+        (result.status, style),
+        f" · run {result.run_id} · {result.turns} turns · "
+        f"{u.prompt_tokens}+{u.completion_tokens} tokens · {result.duration_s:.1f}s",
     )
     if result.reason:
-        head += f"\nreason: {result.reason}"
+        head.append(f"\nreason: {result.reason}")
     out = result.output
-    body = _message_text(out)
-    title = f"{result.workflow} → {out.type_name if out else 'no output'}"
+    body = Text(_message_text(out))
+    title = Text(f"{result.workflow} → {out.type_name if out else 'no output'}")
     console = Console(highlight=False)
     console.print(head)
     console.print(Panel(body, title=title, title_align="left", expand=False))
-    console.print(f"[dim]store {store} · tq replay {result.run_id}[/]")
+    console.print(Text(f"store {store} · tq replay {result.run_id}", style="dim"))
 
 
 def _stderr_console(json_out: bool) -> Console | None:
@@ -338,10 +374,11 @@ def runs_command(store: Path, *, limit: int, json_out: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(highlight=False)
     if not runs:
-        console.print(f"no runs in {store}")
+        console.print(f"no runs in {store}", markup=False)
         return
     if not console.is_terminal:  # plain, one run per line: easy to grep and cut
         for r in runs:
@@ -353,7 +390,7 @@ def runs_command(store: Path, *, limit: int, json_out: bool) -> None:
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
         text = str(r.meta.get("input", "")).replace("\n", " ")
-        table.add_row(r.run_id, r.workflow, r.status, started, text[:60])
+        table.add_row(r.run_id, Text(r.workflow), r.status, started, Text(text[:60]))  # user text: no markup
     console.print(table)
 
 
@@ -379,8 +416,14 @@ def resume_command(
     api_key: str | None,
     json_out: bool,
     file: Path | None = None,
+    model_from_env: bool = False,
 ) -> int:
-    """``tq resume``: finish an interrupted run with the workflow and model it was started with."""
+    """``tq resume``: finish an interrupted run with the workflow and model it was started with.
+
+    The recorded ``--base-url`` goes with the recorded model only: an explicit ``--model`` (or a ``$TQ_MODEL``
+    other than the recorded one) is a switch to another model, called at ``base_url`` if that is given and
+    resolved like ``tq run --model`` (scripted, local checkpoint, hub id) otherwise.
+    """
     from tq_agents._cli_model import DEFAULT_MODEL, resolve_model
     from tq_agents.scheduler import start_resume
 
@@ -388,8 +431,11 @@ def resume_command(
     try:
         inv = _invocation(st, run_id)
         info = st.get_run(run_id)
-        spec = model or inv.get("model") or DEFAULT_MODEL
-        chat_model = resolve_model(spec, base_url=base_url or inv.get("base_url"), api_key=api_key)
+        recorded = inv.get("model")
+        spec = model or recorded or DEFAULT_MODEL
+        switched = (model is not None and not model_from_env) or spec != recorded
+        url = base_url if base_url else (None if switched else inv.get("base_url"))
+        chat_model = resolve_model(spec, base_url=url, api_key=api_key)
         wf_file = file or (Path(inv["file"]) if inv.get("file") else None)
         wf = _build(inv.get("workflow") or info.workflow, chat_model, wf_file)
 

@@ -13,7 +13,8 @@ tq serve --model M                       OpenAI-compatible HTTP server over the 
 
 Model: ``--model`` or ``$TQ_MODEL``, default ``Qwen/Qwen2.5-1.5B-Instruct``. Store: ``--store`` or
 ``$TQ_STORE``, default ``~/.local/share/tq-agents/runs.sqlite``. Exit codes: 0 done, 1 run failed or budget
-hit, 2 usage error. Errors print one readable line plus a hint, never a traceback (unless ``--debug``).
+hit, 2 usage error. Errors print one readable line (then the problems it lists, if any) plus a hint, never a
+traceback (unless ``--debug``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _root(
 
 
 def _store_path(store: Path | None) -> Path:
-    return store if store is not None else default_store_path()
+    # --store and $TQ_STORE (which typer passes here as --store) expand '~' like the library's default does
+    return store.expanduser() if store is not None else default_store_path()
 
 
 @app.command()
@@ -99,9 +101,11 @@ def list_workflows(file: FileOpt = None) -> None:
         for e in entries:
             sys.stdout.write(f"{e.name:<{width}}  {e.source:<10}  {e.description}\n")
         return
+    from rich.text import Text
+
     table = Table("name", "description", "source", box=None, header_style="bold")
-    for entry in entries:
-        table.add_row(entry.name, entry.description, entry.source)
+    for entry in entries:  # user docstrings may hold brackets: literal text, not rich markup
+        table.add_row(Text(entry.name), Text(entry.description), Text(entry.source))
     console.print(table)
 
 
@@ -165,6 +169,7 @@ def runs(
 
 @app.command()
 def resume(
+    ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Run id (see `tq runs`).")],
     store: StoreOpt = None,
     model: ModelOpt = None,
@@ -173,11 +178,24 @@ def resume(
     json_out: JsonOpt = False,
     file: FileOpt = None,
 ) -> None:
-    """Finish a run that crashed or was interrupted: completed turns are not re-run."""
+    """Finish a run that crashed or was interrupted: completed turns are not re-run.
+
+    It uses the model (and --base-url) the run was started with; --model switches to another model, which
+    is then called at --base-url only if that is given too.
+    """
     from tq_agents._cli_run import resume_command
 
+    source = ctx.get_parameter_source("model")  # typer's vendored click: compare the enum by name
+
     code = resume_command(
-        run_id, _store_path(store), model=model, base_url=base_url, api_key=api_key, json_out=json_out, file=file
+        run_id,
+        _store_path(store),
+        model=model,
+        model_from_env=getattr(source, "name", "") == "ENVIRONMENT",
+        base_url=base_url,
+        api_key=api_key,
+        json_out=json_out,
+        file=file,
     )
     raise typer.Exit(code)
 
@@ -203,9 +221,16 @@ def model_tiny(
     seed: Annotated[int, typer.Option(help="Random seed for the weights.")] = 0,
 ) -> None:
     """Write a random-weight Qwen checkpoint laid out like a real release (real Qwen tokenizer)."""
+    path = path.expanduser()
+    hint = "pass a new or existing directory that you can write to"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"cannot write a checkpoint to {path}: it exists and is not a directory", hint=hint)
     from tq_agents.models.qwen import build_tiny_checkpoint
 
-    out = build_tiny_checkpoint(path, family=family, shape=shape, seed=seed)
+    try:
+        out = build_tiny_checkpoint(path, family=family, shape=shape, seed=seed)
+    except OSError as e:
+        raise ConfigError(f"cannot write a checkpoint to {path}: {e.strerror or e}", hint=hint) from None
     typer.echo(f"wrote {family} checkpoint ({shape}) to {out}")
 
 
@@ -226,20 +251,28 @@ def _read_input(value: str) -> str:
     if value.startswith("@"):
         p = Path(value[1:]).expanduser()
         try:
-            return p.read_text(encoding="utf-8")
+            text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of the text
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"--input file {p} is not UTF-8 text (byte {e.start}: {e.reason})",
+                hint="save the file as UTF-8, or pass the text inline with --input TEXT",
+            ) from None
         except OSError as e:
             raise ConfigError(
                 f"cannot read --input file {p}: {e.strerror or e}", hint="pass @PATH of a readable text file"
             ) from None
+        if not text.strip():
+            raise ConfigError(f"--input file {p} is empty", hint="put the input text in the file, or pass --input TEXT")
+        return text
     if not value.strip():
         raise ConfigError("--input is empty", hint='pass the text, e.g. --input "Where is my order A1001?"')
     return value
 
 
 def _fail(err: BaseException, code: int) -> None:
-    message = getattr(err, "message", None) or str(err)
-    first = message.splitlines()[0] if message else type(err).__name__
-    sys.stderr.write(f"error: {first}\n")
+    message = (getattr(err, "message", None) or str(err)).strip()
+    # every line: a multi-line message lists what is wrong (e.g. each problem of an invalid workflow)
+    sys.stderr.write(f"error: {message or type(err).__name__}\n")
     hint = getattr(err, "hint", None)
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
