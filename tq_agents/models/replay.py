@@ -7,7 +7,9 @@ error). ``ReplayModel(store, run_id)`` answers from that record without any mode
 ``ReplayDivergenceError`` naming the first request that differs from the recorded one (and where it differs).
 
 Requests are matched per agent (``ChatRequest.agent``) in order, so concurrent branches may interleave
-differently on replay without counting as a divergence.
+differently on replay without counting as a divergence. The run-specific ``metadata`` the scheduler sets on every
+request (``run_id``, ``turn_id``) is recorded but left out of the comparison, so a recorded workflow replays in a
+new run. Several recording sessions may append to one run: each continues after the calls already recorded.
 """
 
 from __future__ import annotations
@@ -16,23 +18,35 @@ import asyncio
 import hashlib
 import json
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from typing import Any
 
+from tq_agents import errors as _errors
 from tq_agents.errors import ModelError, ReplayDivergenceError, RunNotFoundError, TQError
 from tq_agents.models.base import ChatModel, ChatRequest, ChatResponse
 
 __all__ = ["EVENT_KIND", "RecordingModel", "ReplayModel", "first_difference", "request_fingerprint"]
 
 EVENT_KIND = "model_call"
+RUN_METADATA = ("run_id", "turn_id")  # set on each request by the scheduler (tq_agents._turn): differs per run
 
 
 def _canonical(request: ChatRequest) -> dict[str, Any]:
     return request.model_dump(mode="json")
 
 
+def _comparable(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A canonical request without the run-specific metadata (``RUN_METADATA``), for matching across runs."""
+    out = dict(request)
+    metadata = out.get("metadata")
+    if isinstance(metadata, Mapping):
+        out["metadata"] = {k: v for k, v in metadata.items() if k not in RUN_METADATA}
+    return out
+
+
 def request_fingerprint(request: ChatRequest) -> str:
-    """sha256 of the request's canonical JSON (sorted keys)."""
-    data = json.dumps(_canonical(request), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """sha256 of the request's canonical JSON (sorted keys), run-specific metadata (``RUN_METADATA``) left out."""
+    data = json.dumps(_comparable(_canonical(request)), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -65,8 +79,9 @@ def _short(value: Any, limit: int = 120) -> str:
 class RecordingModel:
     """Wraps ``inner`` and records every request/response into ``store`` under ``run_id``.
 
-    The run is created (workflow ``"model-record"``) when the store does not hold it yet. Errors raised by the
-    inner model are recorded too, then re-raised.
+    The run is created (workflow ``"model-record"``) when the store does not hold it yet; when it holds recorded
+    calls already, this session's calls are numbered after them. Errors raised by the inner model (its
+    ``prepare`` included) are recorded too, then re-raised.
     """
 
     def __init__(self, inner: ChatModel, store: Any, run_id: str, *, workflow: str = "model-record") -> None:
@@ -79,6 +94,9 @@ class RecordingModel:
             store.get_run(run_id)
         except RunNotFoundError:
             store.create_run(run_id, workflow=workflow, meta={"model": inner.model_name})
+        else:  # an earlier session recorded into this run: continue after its calls
+            ordered = _in_recorded_order([e for e in store.load_events(run_id) if e.kind == EVENT_KIND])
+            self._index = int(ordered[-1].payload.get("index", -1)) + 1 if ordered else 0
 
     @property
     def model_name(self) -> str:
@@ -112,8 +130,7 @@ class RecordingModel:
         }
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        """Forward to the inner model and record the exchange."""
-        prompt = await asyncio.to_thread(self._prompt, request)
+        """Forward to the inner model and record the exchange (or the error it raised)."""
         async with self._lock:
             index = self._index
             self._index += 1
@@ -131,9 +148,12 @@ class RecordingModel:
                 "tool_choice": request.tool_choice,
             },
             "model": self._model_info(),
-            **prompt,
+            "prompt_text": None,
+            "prompt_tokens": None,
+            "grammar": None,
         }
         try:
+            event.update(await asyncio.to_thread(self._prompt, request))  # LocalQwen.prepare may refuse the request
             response = await self.inner.complete(request)
         except TQError as e:
             event["error"] = {"type": type(e).__name__, "message": e.message, "hint": e.hint}
@@ -161,7 +181,7 @@ class ReplayModel:
                 hint="record with RecordingModel(model, store, run_id) first",
             )
         self._queues: dict[str | None, deque[dict[str, Any]]] = defaultdict(deque)
-        for e in sorted(events, key=lambda e: e.payload.get("index", e.seq)):
+        for e in _in_recorded_order(events):
             self._queues[e.payload.get("agent")].append(e.payload)
         self._model_name = model_name or str(events[0].payload.get("model", {}).get("name", "replay"))
         self.divergence: str | None = None
@@ -189,7 +209,7 @@ class ReplayModel:
                 f"(the record holds {self.served + self.remaining()} model calls)"
             )
         rec = queue[0]
-        diff = first_difference(rec["request"], _canonical(request))
+        diff = first_difference(_comparable(rec["request"]), _comparable(_canonical(request)))
         if diff is not None:
             path, old, new = diff
             raise self._diverge(
@@ -199,6 +219,33 @@ class ReplayModel:
         queue.popleft()
         self.served += 1
         if "error" in rec:
-            err = rec["error"]
-            raise ModelError(f"(replayed) {err['type']}: {err['message']}", hint=err.get("hint"))
+            raise _recorded_error(rec["error"])
         return ChatResponse.model_validate(rec["response"])
+
+
+def _in_recorded_order(events: list[Any]) -> list[Any]:
+    """``model_call`` events in the order their calls were made: by session, then ``index`` within a session.
+
+    A session's indices are unique (concurrent calls may be stored out of index order); records of older
+    versions restart at 0 in each session, so a repeated index (in store order) starts a new session.
+    """
+    session, seen, keyed = 0, set(), []
+    for e in sorted(events, key=lambda e: e.seq):
+        index = e.payload.get("index", e.seq)
+        if index in seen:
+            session, seen = session + 1, set()
+        seen.add(index)
+        keyed.append(((session, index, e.seq), e))
+    return [e for _, e in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _recorded_error(err: Mapping[str, Any]) -> TQError:
+    """The recorded error as its own type (a ``TransientModelError`` stays retryable), or a ``ModelError`` naming
+    the recorded type when that is not one of ``tq_agents.errors`` (built from a message and a hint)."""
+    name = str(err.get("type", "ModelError"))
+    cls = getattr(_errors, name, None)
+    message = str(err.get("message", ""))
+    own = name in _errors.__all__ and isinstance(cls, type) and issubclass(cls, TQError)
+    if own and cls.__init__ is TQError.__init__:  # built from (message, hint=...)
+        return cls(f"(replayed) {message}", hint=err.get("hint"))
+    return ModelError(f"(replayed) {name}: {message}", hint=err.get("hint"))
