@@ -423,3 +423,101 @@ def test_idle_loop_thread_exits_and_the_next_submit_restarts_it(tiny_model, rand
         assert eng.stats()["loop_starts"] == 2
     with pytest.raises(ValueError, match="idle_exit_s"):
         Engine(tiny_model, idle_exit_s=0)
+
+
+# ---- regressions from an audit of the engine -------------------------------------------------------------------
+
+
+def test_moving_a_short_sequence_keeps_every_channel_of_its_kv(make_engine, rand_prompt):
+    # SlotKV.move sliced the head_dim axis instead of the positions: a sequence shorter than head_dim tokens
+    # that moved slot (its neighbour finished) kept stale channels of the slot's previous occupant
+    from tq_agents.models._engine._kv import SlotKV
+
+    kv = SlotKV(layers=1, slots=2, kv_heads=1, head_dim=8, dtype=torch.float32, capacity=16)
+    kv.buf[:, :, 1, :, :4] = 1.0
+    kv.lens[1] = 4
+    kv.move(1, 0)
+    assert bool((kv.buf[:, :, 0, :, :4] == 1.0).all()) and bool((kv.buf[:, :, 0, :, 4:] == 0.0).all())
+    assert list(kv.lens) == [4, 0]
+
+    a, b = rand_prompt(4, seed=1), rand_prompt(6, seed=2)
+    for params in (SamplingParams(max_new_tokens=8), SamplingParams(max_new_tokens=8, temperature=1.0, seed=3)):
+        alone = make_engine(max_batch_size=1, prefix_cache=False).submit(b, params).wait(60).token_ids
+        eng = make_engine(max_batch_size=2, prefix_cache=False)
+        first = eng.submit(a, SamplingParams(max_new_tokens=3))  # finishes first: b moves from slot 1 to 0
+        second = eng.submit(b, params)
+        first.wait(60)
+        assert second.wait(60).token_ids == alone
+
+
+def test_a_constraint_failing_in_is_finished_ends_only_its_request(make_engine, rand_prompt):
+    class Boom:
+        def apply(self, logits):
+            pass
+
+        def advance(self, token):
+            pass
+
+        def is_finished(self):
+            raise RuntimeError("grammar bug")
+
+    eng = make_engine(max_batch_size=4)
+    neighbour = eng.submit(rand_prompt(10, seed=1), SamplingParams(max_new_tokens=30))
+    next(iter(neighbour.iter_tokens()))  # decoding
+    bad = eng.submit(rand_prompt(10, seed=2), SamplingParams(max_new_tokens=30), constraint=Boom())
+    r_bad, r_nb = bad.wait(60), neighbour.wait(60)
+    assert r_bad.finish_reason == "error" and "grammar bug" in (r_bad.error or "")
+    assert r_nb.finish_reason == "length" and len(r_nb.token_ids) == 30 and r_nb.error is None
+    assert eng.stats()["errors"] == 1
+
+
+def test_submit_racing_close_is_refused_not_left_hanging(make_engine, rand_prompt):
+    # a submit that raced close() (here: close() runs while submit reads the prompt) queued its request after the
+    # loop had drained the queue and left: the handle never finished. It is now refused.
+    eng = make_engine(max_batch_size=1)
+    assert eng.submit(rand_prompt(4, seed=1), SamplingParams(max_new_tokens=2)).wait(60).finish_reason == "length"
+
+    class ClosesWhileRead:
+        def __iter__(self):
+            eng.close()
+            return iter(rand_prompt(4, seed=2))
+
+    with pytest.raises(ModelRequestError, match="engine is closed"):
+        eng.submit(ClosesWhileRead(), SamplingParams(max_new_tokens=2))  # type: ignore[arg-type]
+    assert eng.stats()["queued"] == 0
+
+
+def test_an_oversized_insert_keeps_the_shorter_cached_prefix(make_engine, rand_prompt):
+    probe = make_engine()
+    eng = make_engine(cache_budget_bytes=probe.kv.bytes_per_token() * 150)  # 100 tokens fit, 200 do not
+    system = rand_prompt(100, seed=1)
+    eng.submit(system, SamplingParams(max_new_tokens=0)).wait(60)
+    assert (
+        eng.submit(system + rand_prompt(100, seed=2), SamplingParams(max_new_tokens=2)).wait(60).cached_prompt_tokens
+        == 100
+    )
+    assert (
+        eng.submit(system + rand_prompt(5, seed=3), SamplingParams(max_new_tokens=2)).wait(60).cached_prompt_tokens
+        == 100
+    )
+
+
+def test_stats_count_cancelled_queued_and_closed_requests_as_finished(make_engine, rand_prompt):
+    eng = make_engine(max_batch_size=1)
+    blocker = eng.submit(rand_prompt(8, seed=1), SamplingParams(max_new_tokens=100_000))
+    next(iter(blocker.iter_tokens()))
+    queued = [eng.submit(rand_prompt(8, seed=2 + i), SamplingParams(max_new_tokens=5)) for i in range(3)]
+    for h in queued:
+        h.cancel()
+    blocker.cancel()
+    blocker.wait(30)
+    s = eng.stats()
+    assert s["requests"] == s["finished"] == s["cancelled"] == 4 and s["queued"] == s["running"] == 0
+    eng2 = make_engine(max_batch_size=1)
+    blocker = eng2.submit(rand_prompt(8, seed=1), SamplingParams(max_new_tokens=100_000))
+    next(iter(blocker.iter_tokens()))
+    waiting = [eng2.submit(rand_prompt(8, seed=9 + i), SamplingParams(max_new_tokens=5)) for i in range(2)]
+    eng2.close()
+    assert [h.wait(5).finish_reason for h in [blocker, *waiting]] == ["cancelled"] * 3
+    s = eng2.stats()
+    assert s["requests"] == s["finished"] == s["cancelled"] == 3

@@ -184,6 +184,8 @@ class Engine:
             submitted_at=time.perf_counter(),
         )
         with self._lock:
+            if self._closed:  # closed while this request was being built: the loop may have drained the queue
+                raise ModelRequestError("engine is closed; create a new one (get_engine) to submit more requests")
             heapq.heappush(self._queue, (-req.priority, next(self._seq), req))
             self._stats["requests"] += 1
             self._stats["prompt_tokens"] += len(ids)
@@ -214,9 +216,10 @@ class Engine:
 
     def close(self) -> None:
         """Stop the loop; pending and running requests finish with ``"cancelled"``."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:  # submit() checks and queues under the same lock: nothing is queued after this
+            if self._closed:
+                return
+            self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None:
@@ -236,6 +239,7 @@ class Engine:
                     self._queue.pop(i)
                     heapq.heapify(self._queue)
                     self._stats["cancelled"] += 1
+                    self._stats["finished"] += 1
                     handle._finish(GenerationResult([], "cancelled", int(req.prompt.shape[0]), 0))
                     return
         self._wake.set()  # running: the loop retires it at the next step
@@ -392,7 +396,13 @@ class Engine:
             self._finish(req, "error", error=f"{type(exc).__name__}: {exc}")
             return
         p = req.params
-        if token in p.stop_token_ids or (req.constraint is not None and req.constraint.is_finished()):
+        try:
+            done = token in p.stop_token_ids or (req.constraint is not None and req.constraint.is_finished())
+        except Exception as exc:  # a broken constraint ends its own request, as in apply/advance above
+            log.warning("request %d failed: %s", req.rid, exc)
+            self._finish(req, "error", error=f"{type(exc).__name__}: {exc}")
+            return
+        if done:
             self._finish(req, "stop")
         elif len(req.generated) >= p.max_new_tokens or req.kv_len + 1 >= self.max_positions:
             self._finish(req, "length")
@@ -441,6 +451,8 @@ class Engine:
         with self._lock:
             pending = [r for _, _, r in self._queue]
             self._queue.clear()
+            self._stats["cancelled"] += len(pending)
+            self._stats["finished"] += len(pending)
         for r in pending:
             r.handle._finish(GenerationResult([], "cancelled", int(r.prompt.shape[0]), 0))
         if self._prefilling is not None:

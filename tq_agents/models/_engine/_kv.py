@@ -95,7 +95,7 @@ class SlotKV:
         if src == dst:
             return
         n = self.lens[src]
-        self.buf[:, :, dst, :, :, :n] = self.buf[:, :, src, :, :, :n]
+        self.buf[:, :, dst, :, :n] = self.buf[:, :, src, :, :n]  # [layers, 2, slot, kv_heads, position, head_dim]
         self.lens[dst] = n
         self.lens[src] = 0
 
@@ -163,7 +163,8 @@ class PrefixCache:
     def insert(self, tokens: torch.Tensor, kv: torch.Tensor) -> bool:
         """Store ``kv`` for ``tokens`` (``kv`` must already be a private copy). Returns whether it was kept."""
         n = tokens.shape[0]
-        if n == 0:
+        nbytes = kv.numel() * kv.element_size()
+        if n == 0 or nbytes > self.budget_bytes:  # (checked first: entries it would supersede are kept then)
             return False
         for e in list(self._entries.values()):
             lcp = self._lcp(e.tokens, tokens)
@@ -172,9 +173,6 @@ class PrefixCache:
                 return True
             if lcp == e.tokens.shape[0]:  # the new sequence extends this entry: supersede it
                 self._remove(e.key)
-        nbytes = kv.numel() * kv.element_size()
-        if nbytes > self.budget_bytes:
-            return False
         while self.bytes_used + nbytes > self.budget_bytes and self._entries:
             victim = min(self._entries.values(), key=lambda e: e.last_used)
             self._remove(victim.key)
