@@ -55,6 +55,7 @@ class NormalizedCall:
 
     name: str
     arguments: dict[str, Any]
+    text: str | None = None  # the arguments as given, when given as a JSON object string (Qwen3 inserts it as is)
 
 
 @dataclass
@@ -126,7 +127,9 @@ def _call(raw: Any, where: str) -> NormalizedCall:
     name = fn.get("name")
     if not isinstance(name, str) or not name:
         raise ChatFormatError(f"{where} has no function name", hint='expected {"function": {"name": ..., ...}}')
-    return NormalizedCall(name=name, arguments=_arguments(fn.get("arguments"), f"{where}.arguments"))
+    args = fn.get("arguments")
+    text = args if isinstance(args, str) and args.strip() else None
+    return NormalizedCall(name=name, arguments=_arguments(args, f"{where}.arguments"), text=text)
 
 
 def normalize_messages(messages: Sequence[Any]) -> list[NormalizedMessage]:
@@ -146,6 +149,8 @@ def normalize_messages(messages: Sequence[Any]) -> list[NormalizedMessage]:
         if role not in _ROLES:
             raise ChatFormatError(f"{where}.role is {role!r}", hint=f"expected one of {', '.join(_ROLES)}")
         reasoning = raw.get("reasoning_content")
+        if reasoning is None:  # the other names apply_chat_template reads it from
+            reasoning = raw.get("reasoning", raw.get("thinking"))
         if reasoning is not None and not isinstance(reasoning, str):
             raise ChatFormatError(f"{where}.reasoning_content must be a string or None")
         calls = raw.get("tool_calls") or []
@@ -182,8 +187,8 @@ def normalize_tools(tools: Sequence[Any] | None) -> list[Mapping[str, Any]]:
 # --------------------------------------------------------------------------------------------- families
 
 
-def _hermes_call(call: NormalizedCall, where: str) -> str:
-    args = _tojson(call.arguments, where)
+def _hermes_call(call: NormalizedCall, where: str, *, as_given: bool = False) -> str:
+    args = call.text if as_given and call.text is not None else _tojson(call.arguments, where)
     return '<tool_call>\n{"name": "' + call.name + '", "arguments": ' + args + "}\n</tool_call>"
 
 
@@ -265,7 +270,7 @@ def _render_qwen3(
             for j, c in enumerate(m.tool_calls):
                 if j > 0 or content:
                     out.append("\n")
-                out.append(_hermes_call(c, f"messages[{i}].tool_calls[{j}].arguments"))
+                out.append(_hermes_call(c, f"messages[{i}].tool_calls[{j}].arguments", as_given=True))
             out.append("<|im_end|>\n")
         elif not (i == 0 and m.role == "system"):
             out.append("<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n")
@@ -402,9 +407,11 @@ def render(
 
     * ``content=None`` (or missing) renders as ``""`` (the Qwen2.5/Qwen3 templates crash on ``None``);
       a list of OpenAI text parts is joined into one string;
-    * tool-call ``arguments`` given as a JSON string are parsed into a mapping (Qwen2.5 would
-      double-encode it, Qwen3 would insert it unchecked, Qwen3-Coder crashes); a string that is not a
-      JSON object raises ``ChatFormatError``; ``None``/``""`` mean ``{}``;
+    * tool-call ``arguments`` given as a JSON string must hold a JSON object (else ``ChatFormatError``):
+      Qwen3 inserts the string as given, as its template does; for Qwen2.5 (whose template would
+      double-encode it) and Qwen3-Coder (whose template crashes) it is parsed into a mapping; ``None``/``""``
+      mean ``{}``;
+    * reasoning may also be given as ``reasoning`` or ``thinking`` (as ``apply_chat_template`` reads it);
     * tool-call dicts may be OpenAI-shaped (``{"function": {"name", "arguments"}}``) or flat
       (``{"name", "arguments"}``) or ``ToolCall`` objects;
     * qwen3-coder tools without ``parameters`` render with an empty parameter list (the template crashes).
