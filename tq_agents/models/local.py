@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -95,6 +96,18 @@ def _stop_prefix_len(text: str, stops: list[str]) -> int:
     return best
 
 
+def _control_text_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """A pattern matching the text of every added token of ``tokenizer`` (Qwen's control and markup tokens)."""
+    added = [t for t in getattr(tokenizer, "get_added_vocab", dict)() if t.startswith("<") and len(t) > 1]
+    if not added:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)))
+
+
+def _defuse(m: re.Match[str]) -> str:
+    return m.group(0)[0] + "\u200b" + m.group(0)[1:]
+
+
 class _BanTokens:
     """``tool_choice="none"``: the model may not open a tool call."""
 
@@ -153,6 +166,7 @@ class LocalQwen:
         self._tokenizer: Any = None
         self._engine: Any = None
         self._grammar: Any = None
+        self._control_text: re.Pattern[str] | None = None  # added tokens' text (set by load)
         self.family = family or detect_family(self.path, self._read_template())
         self.revision = _revision(self.path)
 
@@ -193,6 +207,7 @@ class LocalQwen:
                 ids = self._tokenizer.convert_tokens_to_ids
                 self._stop_ids = tuple(i for i in (ids("<|im_end|>"), ids("<|endoftext|>")) if isinstance(i, int))
                 self._tool_open = ids("<tool_call>")
+                self._control_text = _control_text_pattern(self._tokenizer)
         return self
 
     @property
@@ -212,11 +227,20 @@ class LocalQwen:
 
     # ------------------------------------------------------------------ prompt
     def render(self, request: ChatRequest, *, enable_thinking: bool | None = None) -> str:
-        """The prompt text for ``request`` (generation prompt included)."""
+        """The prompt text for ``request`` (generation prompt included).
+
+        The text of the tokenizer's added tokens (``<|im_start|>``, ``<|im_end|>``, ``<tool_response>``, ...)
+        inside user and tool messages is defused with a zero-width space after its ``<``, so that it is encoded
+        as plain text: a customer (or a web page a tool fetched) cannot close its turn and open a system turn.
+        System and assistant messages are the application's and the model's own, and are left as they are."""
+        self.load()
+        pattern = self._control_text
         messages = []
         for m in request.openai_messages():
             if m.get("content") is None:
                 m["content"] = ""  # early Qwen3 templates fail on None
+            elif pattern is not None and m.get("role") in ("user", "tool") and isinstance(m["content"], str):
+                m["content"] = pattern.sub(_defuse, m["content"])
             messages.append(m)
         tools = request.tools or None
         kwargs: dict[str, Any] = {}
