@@ -32,6 +32,7 @@ from tq_agents.tools.text import (
 )
 from tq_agents.workflows._registry import workflow
 
+from tq_agents.errors import UserError
 from tq_agents.graph import Workflow
 from tq_agents.messages import Message, Review, Translation, UserInput
 from tq_agents.roles import reviewer as reviewer_role
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 MAX_ROUNDS = 3
-_TARGET_LINE = re.compile(r"^\s*(?:target|to|目标|译为)\s*[:：]\s*([a-zA-Z]{2})\s*\n", re.IGNORECASE)
+_TARGET_LINE = re.compile(r"^\s*(?:target|to|目标|译为)\s*[:：]\s*([a-zA-Z]{2})[ \t]*(?:\r?\n|$)", re.IGNORECASE)
 
 
 class TranslationTask(Message):
@@ -174,6 +175,11 @@ def build_translate_review(model: ChatModel | None = None, *, glossary: dict[str
         m = _TARGET_LINE.match(text)
         if m:
             target, text = m.group(1).lower(), text[m.end() :]
+        if not text.strip():  # (the turns would be spent translating nothing)
+            raise UserError(
+                "nothing to translate: the input holds no text" + (" after its target line" if m else ""),
+                hint="put the text to translate after the optional first line 'target: xx'",
+            )
         source = detect_language(text)
         return TranslationTask(text=text, source_language=source, target_language=target or _default_target(source))
 

@@ -226,3 +226,12 @@ def test_plan_code_review_runs_code_in_the_sandbox_with_a_revise_loop(tq):
     assert "SyntaxError" in runs[0]["stderr"]
     code, rep = tq.json("replay", out["run_id"])
     assert code == 0 and not rep["diverged"], rep
+
+
+@pytest.mark.parametrize("text", ["target: fr\n", "target: fr", "target: fr\n   \n"])
+def test_translate_review_with_nothing_to_translate_fails_at_once(tq, text):
+    # the translator used to spend its rounds translating the empty text
+    model = tq.script("tr3", {"translator": [], "reviewer": []})
+    code, out = tq.json("run", "translate-review", "--input", text, "--model", model)
+    assert code == 1 and out["status"] == "failed" and out["turns"] == 1
+    assert "nothing to translate" in out["reason"] and "after its target line" in out["reason"]
