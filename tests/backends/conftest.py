@@ -122,3 +122,16 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def compiler(tiny_checkpoint: Path) -> tuple[Any, Any]:
+    """(tokenizer, GrammarCompiler) over the tiny Qwen2.5 checkpoint's real Qwen tokenizer."""
+    from transformers import AutoTokenizer
+
+    from tq_agents.models._grammar import GrammarCompiler
+
+    from ._random_logits import VOCAB
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
+    return tok, GrammarCompiler.for_tokenizer(tok, vocab_size=VOCAB)

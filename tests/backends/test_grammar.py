@@ -9,9 +9,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tq_agents.errors import ModelRequestError
-from tq_agents.models._grammar import GrammarCompiler, GrammarLimits, bound_schema, tool_call_grammar
+from tq_agents.models._grammar import GrammarLimits, bound_schema, tool_call_grammar
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+
+from ._random_logits import drive  # (after the skip: it imports torch)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -47,30 +49,6 @@ TOOLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def compiler(tiny_checkpoint):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
-    return tok, GrammarCompiler.for_tokenizer(tok, vocab_size=151936)
-
-
-def _run(constraint, seed: int, budget: int) -> list[int]:
-    """Drive a constraint with fresh random logits each step (argmax of noise = a uniform pick among the allowed
-    tokens): an adversarial stand-in for a random-weight model."""
-    gen = torch.Generator().manual_seed(seed)
-    out: list[int] = []
-    while len(out) < budget:
-        logits = torch.randn(151936, generator=gen)
-        constraint.apply(logits)
-        token = int(torch.argmax(logits))
-        constraint.advance(token)
-        out.append(token)
-        if constraint.is_finished():
-            break
-    return out
-
-
 @pytest.mark.parametrize("budget", [128, 320])
 def test_tool_calls_terminate_parse_and_validate(compiler, budget):
     from tq_agents.models.qwen import parse
@@ -79,7 +57,7 @@ def test_tool_calls_terminate_parse_and_validate(compiler, budget):
     limits = GrammarLimits(max_tokens=budget)
     for seed in range(12):
         _, c = comp.tool_calls(TOOLS, "required", limits)
-        ids = _run(c, seed, budget)
+        ids = drive(c, seed, budget)
         assert c.is_finished() and c.error is None, tok.decode(ids)
         parsed = parse(tok.decode(ids), family="qwen2.5", tools=TOOLS)
         assert parsed.errors == [] and parsed.tool_calls, tok.decode(ids)
@@ -92,7 +70,7 @@ def test_json_output_terminates_and_validates(compiler):
     tok, comp = compiler
     for seed in range(12):
         _, c = comp.json_output(Order.model_json_schema(), GrammarLimits(max_tokens=200))
-        ids = _run(c, seed, 200)
+        ids = drive(c, seed, 200)
         assert c.is_finished(), tok.decode(ids)
         Order.model_validate_json(tok.decode([t for t in ids if t != 151645]))
 
@@ -122,7 +100,7 @@ def test_qwen3_coder_xml_calls_terminate_parse_and_validate(compiler):
     ]
     for seed in range(12):
         _, c = comp.tool_calls(simple, "required", GrammarLimits(max_tokens=160), xml=True)
-        ids = _run(c, seed, 160)
+        ids = drive(c, seed, 160)
         text = tok.decode(ids)
         assert c.is_finished() and "<function=write_file>" in text, text
         parsed = parse(text, family="qwen3-coder", tools=simple)
@@ -186,7 +164,7 @@ def test_auto_lazy_calls_fit_the_remaining_budget(compiler, free_tokens):
         for t in free:
             c.advance(t)
         c.advance(151657)  # the model opens a call
-        rest = _run(c, seed, budget - len(free) - 1)
+        rest = drive(c, seed, budget - len(free) - 1)
         parsed = parse(tok.decode([*free, 151657, *rest]), family="qwen2.5", tools=TOOLS)
         if free_tokens < 90:
             assert c.is_finished(), tok.decode(rest)

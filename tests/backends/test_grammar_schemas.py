@@ -13,36 +13,15 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tq_agents.errors import ModelRequestError
-from tq_agents.models._grammar import GrammarCompiler, GrammarLimits, bound_schema, json_output_grammar
+from tq_agents.models._grammar import GrammarLimits, bound_schema, json_output_grammar
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+
+from ._random_logits import drive  # (after the skip: it imports torch)
 
 pytestmark = pytest.mark.timeout(300)
 
 EOS = 151645  # <|im_end|>
-
-
-@pytest.fixture(scope="module")
-def compiler(tiny_checkpoint):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
-    return tok, GrammarCompiler.for_tokenizer(tok, vocab_size=151936)
-
-
-def _drive(constraint, seed: int, budget: int) -> list[int]:
-    """Fresh random logits each step (a uniform pick among the allowed tokens), as a random-weight model."""
-    gen = torch.Generator().manual_seed(seed)
-    out: list[int] = []
-    while len(out) < budget:
-        logits = torch.randn(151936, generator=gen)
-        constraint.apply(logits)
-        token = int(torch.argmax(logits))
-        constraint.advance(token)
-        out.append(token)
-        if constraint.is_finished():
-            break
-    return out
 
 
 def _samples(compiler, schema: dict[str, Any], budget: int = 256, seeds: int = 6) -> list[Any]:
@@ -51,7 +30,7 @@ def _samples(compiler, schema: dict[str, Any], budget: int = 256, seeds: int = 6
     values = []
     for seed in range(seeds):
         _, c = comp.json_output(schema, GrammarLimits(max_tokens=budget))
-        ids = _drive(c, seed, budget)
+        ids = drive(c, seed, budget)
         assert c.is_finished() and c.error is None, tok.decode(ids)
         values.append(json.loads(tok.decode([t for t in ids if t != EOS])))
     return values
@@ -328,7 +307,7 @@ async def test_a_patterned_string_is_never_capped_below_its_pattern(local_qwen, 
     tok, comp = compiler
     for seed in range(4):  # up to four calls share the 256 tokens: each still holds its 40 characters
         _, c = comp.tool_calls([_tool("checkout", SHA)], "required", GrammarLimits(max_tokens=256))
-        ids = _drive(c, seed, 256)
+        ids = drive(c, seed, 256)
         parsed = parse(tok.decode(ids), family="qwen2.5", tools=[_tool("checkout", SHA)])
         assert c.is_finished() and parsed.errors == [] and parsed.tool_calls, tok.decode(ids)
         assert all(re.fullmatch(r"[0-9a-f]{40}", call.arguments["key"]) for call in parsed.tool_calls)
@@ -343,7 +322,7 @@ def test_a_budget_too_small_for_the_bounded_schema_is_blamed_not_the_schema(comp
     assert "raise max_tokens" in info.value.hint and "schema itself is fine" in info.value.hint
     tok, comp = compiler
     _, c = comp.tool_calls([_tool("code", upper)], "required", GrammarLimits(max_tokens=256))
-    ids = _drive(c, 0, 256)
+    ids = drive(c, 0, 256)
     assert c.is_finished(), tok.decode(ids)
     # a schema that is wrong whatever the budget is blamed as such
     bad = {"type": "object", "patternProperties": {"^a": DIGITS, "^ab": DIGITS}}
