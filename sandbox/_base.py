@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+from tq_agents.sandbox._runner import MAIN_NAMES
 
 from tq_agents.errors import ConfigError, SandboxError
 
@@ -36,8 +37,6 @@ BASE_ENV: dict[str, str] = {
 WORK_DIR = "/work"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_INPUT_BYTES = 16 * 1024 * 1024
-#: Where the runner writes the code itself, in the work dir (must match MAIN_NAMES in ``_runner.py``).
-_MAIN_NAMES = (".tq_main.py", ".tq_main.sh")
 _NAME_MAX = 255  # bytes in one path component (Linux NAME_MAX)
 _PATH_MAX = 4095  # bytes in a whole path, terminating NUL excluded (Linux PATH_MAX)
 _PAGE = 4096  # tmpfs allocates whole pages
@@ -239,7 +238,7 @@ def _check_file_path(path: object) -> None:
             f"a path may have at most {_PATH_MAX - len(WORK_DIR) - 1} bytes",
             hint=_PATH_HINT,
         )
-    if parts[0] in _MAIN_NAMES:
+    if parts[0] in MAIN_NAMES.values():  # where the runner writes the code itself
         raise ConfigError(f"files: bad path {path!r}: {parts[0]!r} is reserved for the code itself", hint=_PATH_HINT)
 
 
