@@ -24,7 +24,7 @@ import orjson
 import pydantic_core
 
 from tq_agents.messages import Message
-from tq_agents.models.base import ChatResponse
+from tq_agents.models.base import ChatMessage, ChatResponse, Usage
 
 __all__ = [
     "Event",
@@ -102,6 +102,30 @@ def _unset(r: ChatResponse) -> dict[str, Any]:
     if r.finish_reason == "stop":
         ex["finish_reason"] = True
     return ex
+
+
+def _response_bytes(r: ChatResponse) -> bytes:
+    """``r`` as stored: compact JSON without its default-valued fields. A plain text answer of the exact base
+    models (no subclass fields) is encoded by orjson from its few set fields, the same bytes as pydantic's
+    serializer writes (about 3x faster); anything else, or a value orjson does not take as plain JSON (a str
+    subclass, an int over 64 bits, a lone surrogate), goes through pydantic."""
+    exclude = _unset(r)
+    if exclude is _PLAIN_EXCLUDE and type(r) is ChatResponse:
+        m, u = r.message, r.usage
+        p, c, k = u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens
+        if type(m) is ChatMessage and type(u) is Usage and type(p) is int and type(c) is int and type(k) is int:
+            try:
+                return _orjson_dumps(
+                    {
+                        "message": {"role": m.role, "content": m.content},
+                        "usage": {"prompt_tokens": p, "completion_tokens": c, "cached_prompt_tokens": k},
+                        "model": r.model,
+                    },
+                    option=_PLAIN_ONLY,
+                )
+            except TypeError:  # orjson.JSONEncodeError
+                pass
+    return _response_json(r, exclude=exclude)
 
 
 _PAYLOAD_FNS: dict[type, Any] = {}
@@ -231,7 +255,7 @@ class ModelCallFinished(Event):
         which ``from_payload`` restores; keeps a turn's log row small."""
         rest = dict(fields)
         response = rest.pop("response")
-        return _json(rest)[:-1] + b',"response":' + _response_json(response, exclude=_unset(response)) + b"}"
+        return _json(rest)[:-1] + b',"response":' + _response_bytes(response) + b"}"
 
     @classmethod
     def from_payload(cls, run_id: str, seq: int, ts: float, payload: dict[str, Any]) -> Event:

@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tq_agents import TextMessage
-from tq_agents.events import MessageEmitted, NodeFinished, NodeStarted, ToolCallStarted, event_from_stored
+from tq_agents.events import (
+    MessageEmitted,
+    NodeFinished,
+    NodeStarted,
+    ToolCallStarted,
+    _response_bytes,
+    _unset,
+    event_from_stored,
+)
+from tq_agents.models.base import ChatMessage, ChatResponse, Usage
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
@@ -92,3 +101,56 @@ def test_message_event_round_trips_without_repeating_the_run_id() -> None:
     assert isinstance(back, MessageEmitted) and back.message == msg
     other = MessageEmitted(run_id="r", node="a", turn_id="a:1", message=msg.model_copy(update={"run_id": "x"}))
     assert _stored(other)["message"]["run_id"] == "x"
+
+
+def _pydantic_response_bytes(r: ChatResponse) -> bytes:
+    return ChatResponse.__pydantic_serializer__.to_json(r, exclude=_unset(r))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.none() | st.text(),
+    model=st.text(max_size=20),
+    counts=st.tuples(*[st.integers(0, 2**63 - 1)] * 3),
+)
+def test_plain_response_is_stored_as_pydantic_writes_it(
+    content: str | None, model: str, counts: tuple[int, int, int]
+) -> None:
+    usage = Usage(prompt_tokens=counts[0], completion_tokens=counts[1], cached_prompt_tokens=counts[2])
+    r = ChatResponse(message=ChatMessage(role="assistant", content=content), usage=usage, model=model)
+    assert _response_bytes(r) == _pydantic_response_bytes(r)
+
+
+class _Str(str):
+    pass
+
+
+class _Response(ChatResponse):
+    extra_field: str = "kept"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        ChatResponse(message=ChatMessage(role="assistant", content="\ud800 lone surrogate")),
+        ChatResponse(message=ChatMessage(role="assistant", content="ok"), model=_Str("a str subclass")),
+        ChatResponse(message=ChatMessage(role="assistant", content="ok"), usage=Usage(prompt_tokens=2**70)),
+        ChatResponse(
+            message=ChatMessage(role="assistant", content="ok"),
+            usage=Usage.model_construct(prompt_tokens=float("inf"), completion_tokens=1, cached_prompt_tokens=0),
+        ),
+        _Response(message=ChatMessage(role="assistant", content="a subclass with its own field")),
+        ChatResponse(message=ChatMessage(role="assistant", content="x", reasoning_content="not plain")),
+        ChatResponse(message=ChatMessage(role="assistant", content="x"), finish_reason="length"),
+    ],
+)
+def test_responses_that_are_not_plain_are_stored_by_pydantic(response: ChatResponse) -> None:
+    try:
+        expected: bytes | type[Exception] = _pydantic_response_bytes(response)
+    except pydantic_core.PydanticSerializationError:
+        expected = pydantic_core.PydanticSerializationError
+    if isinstance(expected, bytes):
+        assert _response_bytes(response) == expected
+    else:
+        with pytest.raises(expected):
+            _response_bytes(response)
