@@ -33,11 +33,11 @@ class _Stop(Exception):
 
 
 class _Turn:
-    __slots__ = ("inputs", "node", "responses", "seq", "started", "task", "tools", "turn_id", "visit")
+    __slots__ = ("inputs", "node", "responses", "rounds", "started", "task", "tools", "turn_id", "visit")
 
-    def __init__(self, node: str, visit: int, inputs: list[Message], seq: int = 0) -> None:
+    def __init__(self, node: str, visit: int, inputs: list[Message]) -> None:
         self.node, self.visit, self.inputs = node, visit, inputs
-        self.seq = seq  # the run's turn count when it started: orders turns by start, in the log as live
+        self.rounds: dict[str, int] | None = None  # any-join rounds it descends from (see Run._start_rounds)
         self.turn_id = f"{node}:{visit}"
         self.responses: dict[int, ChatResponse] = {}
         self.tools: dict[str, dict[str, Any]] = {}
@@ -202,15 +202,13 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
 class _Node:
     __slots__ = (
         "any_join",
-        "arrived",
         "busy",
-        "fired_at",
-        "fired_by",
         "history",
         "inbox",
         "out_edges",
         "preds",
         "reach",
+        "round",
         "sink",
         "spec",
         "visits",
@@ -225,10 +223,8 @@ class _Node:
         self.visits = 0
         self.busy = False
         self.inbox: deque[tuple[str, Message]] = deque()
-        # an any-join of several predecessors: waiting message id -> (predecessor, seq of the turn that sent it);
-        # the seq of its last turn and the predecessor whose message started it (see Run._deliver)
+        # an any-join of several predecessors fires once per round; ``round`` counts its rounds so far
+        # (see Run._start_rounds)
         self.any_join = self.spec.join == "any" and len(self.preds) > 1
-        self.arrived: dict[str, tuple[str, int]] = {}
-        self.fired_at = 0
-        self.fired_by: str | None = None
+        self.round = 0
         self.history: list[tuple[list[Message], Message]] = []

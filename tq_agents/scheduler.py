@@ -17,6 +17,7 @@ time. Budgets (``max_turns``, ``max_tokens``, ``deadline_s``) and cancellation e
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import time
 from collections import deque
@@ -48,7 +49,7 @@ from tq_agents.store import RunStore, _dumps, open_store
 
 if TYPE_CHECKING:
     from tq_agents._replay import ReplaySource
-    from tq_agents.graph import NodeSpec, Workflow
+    from tq_agents.graph import EdgeSpec, NodeSpec, Workflow
 
 __all__ = ["Run", "RunResult", "resume", "start_resume", "start_run"]
 
@@ -129,6 +130,9 @@ class Run:
         self.turns = 0
         self.messages: dict[str, Message] = {}
         self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
+        # any-join rounds per message id (see ``_start_rounds``); None when the workflow has no any-join
+        self._rounds: dict[str, dict[str, int]] | None = {} if any(n.any_join for n in self._nodes.values()) else None
+        self._input_id = ""
         self._pending: dict[str, None] = {}
         self._running: dict[str, _Turn] = {}
         self._adopting: asyncio.Task[Any] | None = None  # the task that may run the next turn (``_end_turn``)
@@ -250,6 +254,7 @@ class Run:
             },
         )
         self.messages[input_msg.id] = input_msg
+        self._input_id = input_msg.id
         for e in entries:
             self._deliver(e, _INPUT, input_msg, live=True)
 
@@ -262,47 +267,56 @@ class Run:
         if not self._running:
             self._finish()
 
-    def _deliver(self, target: str, pred: str, msg: Message, *, live: bool, seq: int = 0) -> None:
-        """Queue ``msg`` from ``pred`` (sent by a turn that started as turn number ``seq``) for ``target``.
+    def _deliver(self, target: str, pred: str, msg: Message, *, live: bool) -> None:
+        """Queue ``msg`` from ``pred`` for ``target``.
 
-        An any-join fires on the first message of a round. A message from another predecessor whose turn was
-        already running when the join last fired belongs to that round: it is late, and dropped."""
+        An any-join fires once per round: on the first message of the round, where a message's round is the
+        number of times the join had fired in its ancestry (see ``_start_rounds``). A message of a round the
+        join has already fired in is late, and dropped."""
         node = self._nodes[target]
-        if node.any_join and pred != _INPUT:
-            if seq < node.fired_at and pred != node.fired_by:
-                if live:
-                    self._emit(self._late(node, pred, msg))
-                return
-            node.arrived[msg.id] = (pred, seq)
+        if node.any_join and pred != _INPUT and self._round_of(msg, target) < node.round:
+            if live:
+                self._emit(self._late(node, pred, msg))
+            return
         node.inbox.append((pred, msg))
         self._pending[target] = None
+
+    def _round_of(self, msg: Message, join: str) -> int:
+        rounds = self._rounds.get(msg.id) if self._rounds is not None else None
+        return rounds.get(join, 0) if rounds else 0
 
     def _late(self, node: _Node, pred: str, msg: Message) -> InputDropped:
         return InputDropped(
             run_id=self.run_id,
             node=node.spec.name,
             messages=[msg.id],
-            reason=f"late arrival from {pred!r} at an any-join that already fired this round "
-            f"(on {node.fired_by!r}'s message, while {pred!r} was running)",
+            reason=f"late arrival from {pred!r} at an any-join that already fired this round (round {node.round})",
         )
 
-    def _any_fired(self, node: _Node, turn: _Turn, *, live: bool) -> None:
-        """``node`` (an any-join) started ``turn``: what waits from other predecessors' turns that had started
-        before it belongs to this round, and is dropped as late (as on arrival, see ``_deliver``)."""
-        arrived = node.arrived
-        first = arrived.pop(turn.inputs[0].id, None) if turn.inputs else None
-        if first is None:  # the run input (not sent by a predecessor) starts no round
-            return
-        node.fired_by, node.fired_at = first[0], turn.seq
-        late = [(p, m) for p, m in node.inbox if p != node.fired_by and p != _INPUT and arrived[m.id][1] < turn.seq]
-        if not late:
-            return
-        ids = {m.id for _, m in late}
-        node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
-        for p, m in late:
-            del arrived[m.id]
-            if live:
-                self._emit(self._late(node, p, m))
+    def _start_rounds(self, node: _Node, turn: _Turn, *, live: bool) -> None:
+        """Any-join rounds (workflows with an any-join only): ``turn`` descends from the latest round of each
+        any-join among its inputs' ancestries, and its outputs will too. When ``node`` is an any-join fired by a
+        predecessor's message (not the run input), a new round of it begins: messages of earlier rounds that
+        wait in its inbox are late, and dropped (as on arrival, see ``_deliver``)."""
+        rounds = self._rounds
+        assert rounds is not None
+        merged: dict[str, int] = {}
+        for m in turn.inputs:
+            for join, r in (rounds.get(m.id) or {}).items():
+                if r > merged.get(join, 0):
+                    merged[join] = r
+        if node.any_join and turn.inputs and turn.inputs[0].id != self._input_id:
+            name = node.spec.name
+            node.round += 1
+            merged[name] = node.round
+            late = [(p, m) for p, m in node.inbox if p != _INPUT and self._round_of(m, name) < node.round]
+            if late:
+                ids = {m.id for _, m in late}
+                node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+                if live:
+                    for p, m in late:
+                        self._emit(self._late(node, p, m))
+        turn.rounds = merged
 
     def _take(self, node: _Node, *, force: bool = False) -> list[Message] | None:
         """Inputs for the node's next turn (consumed from its inbox), or ``None`` if it is not ready."""
@@ -362,8 +376,6 @@ class Run:
     def _fire(self, node: _Node, inputs: list[Message]) -> None:
         spec = node.spec
         if spec.max_visits is not None and node.visits >= spec.max_visits:
-            for m in inputs:
-                node.arrived.pop(m.id, None)
             self._emit(
                 InputDropped(
                     run_id=self.run_id,
@@ -375,13 +387,13 @@ class Run:
             )
             if spec.on_exhausted is not None:
                 for m in inputs:
-                    self._deliver(spec.on_exhausted, spec.name, m, live=True, seq=self.turns)
+                    self._deliver(spec.on_exhausted, spec.name, m, live=True)
             return
         node.visits += 1
         self.turns += 1
-        turn = _Turn(spec.name, node.visits, inputs, self.turns)
-        if node.any_join:
-            self._any_fired(node, turn, live=True)
+        turn = _Turn(spec.name, node.visits, inputs)
+        if self._rounds is not None:
+            self._start_rounds(node, turn, live=True)
         self._log(
             NodeStarted,
             {
@@ -542,8 +554,8 @@ class Run:
         for m in outputs:
             if m.id in self.messages or m.source not in (None, name) or m.run_id not in (None, self.run_id):
                 m = m.model_copy(update={"id": _new_id(), "source": name, "run_id": self.run_id})
-            elif m.source is None or m.run_id is None:
-                m.source, m.run_id = name, self.run_id
+            elif m.source is None or m.run_id is None:  # a copy: the object returned may be the caller's own
+                m = m.model_copy(update={"source": name, "run_id": self.run_id})
             final.append(m)
             self.messages[m.id] = m
             self._log(
@@ -556,29 +568,31 @@ class Run:
             )
         if self.replay is not None:
             self.replay.check_outputs(turn, final)
+        if self._rounds is not None and turn.rounds:
+            for m in final:
+                self._rounds[m.id] = turn.rounds
         routed: list[tuple[str, Message]] = []
-        for m in final:
-            self._last_output = m
-            if node.sink:
-                self._last_sink_output = m
-            for edge in node.out_edges:
-                if edge.message_type is not None and not isinstance(m, edge.message_type):
-                    continue
-                if edge.condition is not None:
-                    try:
-                        ok = bool(edge.condition(m))
-                    except Exception as e:
-                        raise _Stop("failed", f"{edge.describe()}: condition raised {type(e).__name__}: {e}") from e
-                    if not ok:
+        routing_error = ""
+        try:
+            for m in final:
+                self._last_output = m
+                if node.sink:
+                    self._last_sink_output = m
+                for edge in node.out_edges:
+                    if edge.message_type is not None and not isinstance(m, edge.message_type):
                         continue
-                target = self._nodes[edge.target]
-                if not isinstance(m, target.spec.input_types):
-                    raise _Stop(
-                        "failed",
-                        f"{edge.describe()}: {edge.target!r} accepts "
-                        f"{', '.join(t.type_name for t in target.spec.input_types)}, got {m.type_name}",
-                    )
-                routed.append((edge.target, m))
+                    if edge.condition is not None and not _holds(edge, m):
+                        continue
+                    target = self._nodes[edge.target]
+                    if not isinstance(m, target.spec.input_types):
+                        raise _Stop(
+                            "failed",
+                            f"{edge.describe()}: {edge.target!r} accepts "
+                            f"{', '.join(t.type_name for t in target.spec.input_types)}, got {m.type_name}",
+                        )
+                    routed.append((edge.target, m))
+        except _Stop as s:  # the turn fails with the reason, logged in its NodeFinished; nothing is routed
+            status, reason, routing_error, routed = "failed", s.reason, s.reason, []
         self._log(
             NodeFinished,
             {
@@ -596,7 +610,9 @@ class Run:
         if status == "completed" and final:
             node.history.append((turn.inputs, final[0]))
         for target, m in routed:
-            self._deliver(target, name, m, live=True, seq=turn.seq)
+            self._deliver(target, name, m, live=True)
+        if routing_error:
+            raise _Stop("failed", routing_error)
         if status == "failed":
             self._stop("failed", f"node {name!r} failed: {reason}")
 
@@ -677,6 +693,7 @@ class Run:
             if isinstance(ev, RunStarted):
                 msg = Message.from_dict(ev.input)
                 self.messages[msg.id] = msg
+                self._input_id = msg.id
                 for e in ev.entries:
                     self._deliver(e, _INPUT, msg, live=False)
             elif isinstance(ev, NodeStarted):
@@ -687,10 +704,10 @@ class Run:
                 node.visits = ev.visit
                 self.turns += 1
                 by_id = {m.id: m for m in inputs}
-                turn = _Turn(ev.node, ev.visit, [by_id[i] for i in ev.inputs if i in by_id], self.turns)
+                turn = _Turn(ev.node, ev.visit, [by_id[i] for i in ev.inputs if i in by_id])
                 inflight[ev.turn_id] = turn
-                if node.any_join:
-                    self._any_fired(node, turn, live=False)
+                if self._rounds is not None:
+                    self._start_rounds(node, turn, live=False)
             elif isinstance(ev, ModelCallFinished) and ev.turn_id in inflight:
                 inflight[ev.turn_id].responses[ev.index] = ev.response
                 self.prompt_tokens += ev.prompt_tokens
@@ -710,21 +727,42 @@ class Run:
                         self._last_sink_output = m
                 if ev.status == "completed" and outs:
                     node.history.append((turn.inputs, outs[0]))
+                if self._rounds is not None and turn.rounds:
+                    for m in outs:
+                        self._rounds[m.id] = turn.rounds
                 for target, mid in ev.routed:
-                    self._deliver(target, ev.node, self.messages[mid], live=False, seq=turn.seq)
+                    self._deliver(target, ev.node, self.messages[mid], live=False)
             elif isinstance(ev, InputDropped) and ev.reason.startswith(_VISIT_BOUND):
                 node = self._nodes[ev.node]
                 ids = set(ev.messages)
                 node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
-                for i in ids:
-                    node.arrived.pop(i, None)
                 if ev.redirected_to is not None:
                     for mid in ev.messages:
-                        self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False, seq=self.turns)
+                        self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False)
         for name, node in self._nodes.items():
             if node.inbox:
                 self._pending[name] = None
         return list(inflight.values())
+
+
+def _holds(edge: EdgeSpec, m: Message) -> bool:
+    """``edge``'s condition on ``m``; a condition that raises or returns an awaitable fails the turn (``_Stop``)."""
+    assert edge.condition is not None
+    try:
+        ok = edge.condition(m)
+    except Exception as e:
+        raise _Stop("failed", f"{edge.describe()}: condition raised {type(e).__name__}: {e}") from e
+    if type(ok) is bool:
+        return ok
+    if inspect.isawaitable(ok):
+        if inspect.iscoroutine(ok):
+            ok.close()  # never awaited: no "coroutine was never awaited" warning
+        raise _Stop(
+            "failed",
+            f"{edge.describe()}: condition returned an awaitable ({type(ok).__name__}); an edge condition must be "
+            f"a plain (sync) function returning a bool",
+        )
+    return bool(ok)
 
 
 def _noop() -> None:
