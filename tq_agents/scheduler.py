@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from pydantic_core import PydanticSerializationError
 from tq_agents._record import RunRecord
 from tq_agents._turn import _Context, _Node, _Stop, _topology, _Turn
 from tq_agents.agent import RetryPolicy
-from tq_agents.errors import RunError, UserError
+from tq_agents.errors import ConfigError, RunError, UserError
 from tq_agents.events import (
     Event,
     InputDropped,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunResult", "resume", "start_resume", "start_run"]
 
 _INPUT = "__input__"
+_get_running_loop = asyncio._get_running_loop  # the running loop or None, without raising
 _ENDED = ("completed", "failed")  # final statuses; a run stopped with any other status can be resumed
 _NO_USAGE = Usage()
 _VISIT_BOUND = "visit bound reached"
@@ -202,6 +204,12 @@ class Run:
 
     # ---- plumbing ---------------------------------------------------------------------------------
     def _on_durable(self, seq: int) -> None:
+        if _get_running_loop() is not self._loop:  # a commit made in another thread (e.g. a sync tool's append)
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._on_durable, seq)
+            return
+        if seq <= self._durable:
+            return
         self._durable = seq
         wake = self._wake
         if wake is not None and not wake.done():
@@ -543,6 +551,11 @@ class Run:
                 item = TextMessage(text=item)
             if not isinstance(item, Message):
                 raise RunError(f"function node {spec.name!r} returned {type(item).__name__}, not a Message")
+            if not isinstance(item, spec.output_types):  # the annotation validate() checked the edges against
+                raise RunError(
+                    f"function node {spec.name!r} is annotated to return "
+                    f"{' | '.join(t.type_name for t in spec.output_types)}, but returned a {item.type_name}"
+                )
             result.append(item)
         return result
 
@@ -780,6 +793,45 @@ def _new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{_Ids.prefix[:10]}{next(_RUN_COUNTER):04x}"
 
 
+def _check_run_options(
+    what: str,
+    model: object,
+    max_turns: object,
+    max_tokens: object,
+    deadline_s: object,
+    retry: object,
+) -> None:
+    """Refuse bad run options before anything starts (a store is opened, a turn runs), each naming the option
+    and what it takes; and a call made outside a running event loop."""
+    if _get_running_loop() is None:
+        raise UserError(
+            f"{what}() needs a running asyncio event loop",
+            hint="call it from async code (await workflow.run(...)), or use workflow.run_sync(...) from sync code",
+        )
+    for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
+        if value is not None and (type(value) is not int or value < 0):
+            raise ConfigError(f"{name} must be a whole number >= 0 or None, got {value!r} ({type(value).__name__})")
+    if deadline_s is not None and (
+        isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float) or not 0 <= deadline_s < math.inf
+    ):
+        raise ConfigError(
+            f"deadline_s must be a finite number of seconds >= 0 or None, got {deadline_s!r} "
+            f"({type(deadline_s).__name__})"
+        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigError(
+            f"retry must be a RetryPolicy or None, got {retry!r} ({type(retry).__name__})",
+            hint="e.g. retry=RetryPolicy(attempts=5, initial_s=0.5, max_s=8.0)",
+        )
+    if model is not None and not callable(getattr(model, "complete", None)):
+        raise ConfigError(
+            f"model must be a chat model (an object with an async complete(request) method), got {model!r} "
+            f"({type(model).__name__})",
+            hint="build one, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') (tq_agents.models.local) or "
+            "OpenAICompatible(...) (tq_agents.models.openai_compat); ScriptedModel (tq_agents.testing) in tests",
+        )
+
+
 def start_run(
     workflow: Workflow,
     input: str | Message,
@@ -797,6 +849,7 @@ def start_run(
     """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
     ``None`` for the per-user default SQLite store (``default_store_path()``). See ``Workflow.run`` for the
     budgets."""
+    _check_run_options("start_run", model, max_turns, max_tokens, deadline_s, retry)
     workflow.validate()
     rid = run_id or _new_run_id()
     if isinstance(input, str):
@@ -841,6 +894,7 @@ def start_resume(
     recorded ones (the deadline counts from the resume). A run that was stopped (``cancelled``, ``deadline``,
     ``max_turns``, ``max_tokens``) continues the same way, e.g. with a larger budget; a run that ended
     (``completed``, ``failed``) is returned as is (its ``result()`` is the recorded end)."""
+    _check_run_options("resume", model, max_turns, max_tokens, deadline_s, retry)
     workflow.validate()
     st = open_store(store)
     record = RunRecord.load(st, run_id)
