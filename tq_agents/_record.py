@@ -18,6 +18,7 @@ from tq_agents.events import (
     NodeFinished,
     NodeStarted,
     RunFinished,
+    RunResumed,
     RunStarted,
     ToolCallFinished,
     event_from_stored,
@@ -133,6 +134,8 @@ class RunRecord:
     started: RunStarted | None = None
     finished: RunFinished | None = None
     turns: dict[str, TurnRecord] = field(default_factory=dict)
+    # the budgets in force at the end: the run's, or those of its last resume
+    budgets: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: RunStore, run_id: str) -> RunRecord:
@@ -146,6 +149,10 @@ class RunRecord:
         for ev in events:
             if isinstance(ev, RunStarted):
                 rec.started = ev
+                rec.budgets = dict(ev.budgets)
+            elif isinstance(ev, RunResumed):
+                if ev.budgets:
+                    rec.budgets = dict(ev.budgets)
             elif isinstance(ev, RunFinished):
                 rec.finished = ev
             elif isinstance(ev, NodeStarted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from tq_agents._turn import _Turn
     from tq_agents.graph import Workflow
     from tq_agents.messages import Message
+    from tq_agents.scheduler import Run
 
 __all__ = ["Divergence", "ReplayReport", "ReplaySource", "replay"]
 
@@ -52,13 +54,18 @@ class _Diverged(Exception):
     pass
 
 
+_STOPPED = ("cancelled", "deadline", "max_turns", "max_tokens")  # the recorded run stopped early (resumable)
+
+
 class ReplaySource:
-    """Serves recorded model answers and tool results; notes the first divergence."""
+    """Serves recorded model answers and tool results; notes the first divergence; lets turns complete in the
+    recorded order (``in_order``)."""
 
     def __init__(self, record: RunRecord) -> None:
         self.record = record
         self.divergence: Divergence | None = None
         self.compared: set[str] = set()
+        self._changed: asyncio.Future[None] | None = None
 
     def _diverge(self, turn_id: str, what: str, expected: Any, actual: Any) -> None:
         from tq_agents._turn import _Stop
@@ -75,10 +82,52 @@ class ReplaySource:
         status = self.record.finished.status if self.record.finished is not None else "cancelled"
         raise _Stop(status, f"replay reached turn {rec.turn_id}, where the recorded run stopped ({status})")
 
+    def _unrecorded(self, turn: _Turn) -> None:
+        """``turn`` is not in the record: where the recorded run stopped early (a budget, a deadline, a cancel),
+        a turn past its last one is where the replay stops too; otherwise the replay has diverged."""
+        from tq_agents._turn import _Stop
+
+        finished = self.record.finished
+        if finished is not None and finished.status in _STOPPED:
+            raise _Stop(
+                finished.status,
+                f"replay reached turn {turn.turn_id}, past the recorded run's last turn ({finished.status})",
+            )
+        self._diverge(turn.turn_id, "turn is not in the record", "no such turn", f"node {turn.node} ran")
+
+    async def in_order(self, run: Run, turn: _Turn) -> None:
+        """Wait until the turns that finished before ``turn`` in the record, and run now, have finished: with
+        answers served at once, concurrent turns would otherwise finish in whatever order the replay runs them,
+        and an any-join would fire on another first message than it did."""
+        mine = self._finish_seq(turn.turn_id)
+        if mine is None:
+            return
+        while True:
+            earlier = False
+            for t in run._running.values():
+                seq = self._finish_seq(t.turn_id) if t is not turn else None
+                if seq is not None and seq < mine:
+                    earlier = True
+                    break
+            if not earlier:
+                return
+            if self._changed is None or self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+    def turn_ended(self) -> None:
+        """A turn of the replay ended: turns waiting in ``in_order`` look again."""
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    def _finish_seq(self, turn_id: str) -> int | None:
+        rec = self.record.turns.get(turn_id)
+        return rec.finished.seq if rec is not None and rec.finished is not None else None
+
     def model_response(self, turn: _Turn, index: int, rhash: str) -> ChatResponse:
         rec = self.record.turns.get(turn.turn_id)
         if rec is None:
-            self._diverge(turn.turn_id, "turn is not in the record", "no such turn", f"node {turn.node} ran")
+            self._unrecorded(turn)
         assert rec is not None
         self.compared.add(turn.turn_id)
         if index not in rec.responses:
@@ -105,7 +154,7 @@ class ReplaySource:
     def check_outputs(self, turn: _Turn, outputs: list[Message]) -> None:
         rec = self.record.turns.get(turn.turn_id)
         if rec is None:
-            self._diverge(turn.turn_id, "turn is not in the record", "no such turn", f"node {turn.node} ran")
+            self._unrecorded(turn)
         assert rec is not None
         if rec.finished is None:
             self._cut(rec)
@@ -139,15 +188,15 @@ async def replay(
 
         raise RunError(f"run {run_id!r} has no RunStarted event; nothing to replay")
     source = ReplaySource(record)
-    budgets = record.started.budgets
     input_msg = Message.from_dict(record.started.input)
+    # the turn budget in force at the end (a resume may have raised it); no token budget: turns here may
+    # interleave differently, and where the recorded run stopped, the replay stops too (ReplaySource)
     run = start_run(
         workflow,
         input_msg.model_copy(update={"run_id": None}),
         store=into or MemoryRunStore(),
         model=_NoModel(),
-        max_turns=budgets.get("max_turns"),
-        max_tokens=budgets.get("max_tokens"),
+        max_turns=record.budgets.get("max_turns"),
         replay=source,
     )
     result = await run.result()
@@ -155,9 +204,13 @@ async def replay(
     div = source.divergence
     if div is None:
         missing = [t for t, r in record.turns.items() if r.finished is not None and t not in source.compared]
-        fn_turns = {t for t in missing if workflow.node(record.turns[t].node).agent is None}
+        gone = [t for t in missing if record.turns[t].node not in workflow.graph]
+        fn_turns = {t for t in missing if t not in gone and workflow.node(record.turns[t].node).agent is None}
         missing = [t for t in missing if t not in fn_turns]
-        if missing:
+        if gone and gone[0] == missing[0]:
+            node = record.turns[gone[0]].node
+            div = Divergence(gone[0], "recorded node is not in the workflow", f"node {node}", "no such node")
+        elif missing:
             div = Divergence(missing[0], "recorded turn did not run in the replay", "ran", "did not run")
         elif record.finished is not None and result.status != recorded_status:
             div = Divergence("(run)", "final status differs", recorded_status, result.status)

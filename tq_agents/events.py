@@ -201,9 +201,11 @@ class RunStarted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class RunResumed(Event):
-    """A crashed/interrupted run continues; ``rerun`` lists in-flight turns that run again."""
+    """A crashed/interrupted run continues; ``rerun`` lists in-flight turns that run again; ``budgets`` are
+    those in force from here on (``max_turns``, ``max_tokens``, ``deadline_s``; empty in older logs)."""
 
     rerun: list[str] = field(default_factory=list)
+    budgets: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, kw_only=True)

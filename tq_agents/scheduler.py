@@ -495,6 +495,8 @@ class Run:
                             status, reason = "failed", res.reason
                     else:
                         outputs = await self._call_function(spec, turn.inputs)
+                    if self.replay is not None:  # complete in the recorded order
+                        await self.replay.in_order(self, turn)
                 except _Stop as s:
                     self._stop(s.status, s.reason)
                     next_turn = self._end_turn(node, turn)
@@ -633,6 +635,8 @@ class Run:
         """Release the node, start what became ready; return a turn for the calling task to run next."""
         node.busy = False
         self._running.pop(turn.turn_id, None)
+        if self.replay is not None:
+            self.replay.turn_ended()
         if node.inbox:
             self._pending[node.spec.name] = None
         # adopt: called by the task that ran ``turn`` (``_run_turn``), so ``turn.task`` is the current task
@@ -900,7 +904,7 @@ def start_resume(
     record = RunRecord.load(st, run_id)
     if record.started is None:
         raise RunError(f"run {run_id!r} has no RunStarted event; it cannot be resumed")
-    budgets = record.started.budgets
+    budgets = record.budgets
     run = Run(
         workflow,
         store=st,
@@ -933,7 +937,13 @@ def start_resume(
             st.close()
         run._done.set_result(run._result)
         return run
-    run._emit(RunResumed(run_id=run_id, rerun=[t.turn_id for t in inflight]))
+    run._emit(
+        RunResumed(
+            run_id=run_id,
+            rerun=[t.turn_id for t in inflight],
+            budgets={"max_turns": run.max_turns, "max_tokens": run.max_tokens, "deadline_s": run.deadline_s},
+        )
+    )
     if run.deadline_s is not None:
         run._deadline = run._loop.call_later(
             run.deadline_s, run._stop, "deadline", f"deadline of {run.deadline_s:g} s reached"
