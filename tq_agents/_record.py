@@ -136,6 +136,8 @@ class RunRecord:
     turns: dict[str, TurnRecord] = field(default_factory=dict)
     # the budgets in force at the end: the run's, or those of its last resume
     budgets: dict[str, Any] = field(default_factory=dict)
+    # the process that last ran it (its start or its last resume): (host, pid, since when), if recorded
+    owner: tuple[str, int, float] | None = None
 
     @classmethod
     def load(cls, store: RunStore, run_id: str) -> RunRecord:
@@ -150,9 +152,11 @@ class RunRecord:
             if isinstance(ev, RunStarted):
                 rec.started = ev
                 rec.budgets = dict(ev.budgets)
+                rec.owner = (ev.host, ev.pid, ev.ts) if ev.pid is not None else None
             elif isinstance(ev, RunResumed):
                 if ev.budgets:
                     rec.budgets = dict(ev.budgets)
+                rec.owner = (ev.host, ev.pid, ev.ts) if ev.pid is not None else None
             elif isinstance(ev, RunFinished):
                 rec.finished = ev
             elif isinstance(ev, NodeStarted):

@@ -191,12 +191,15 @@ class Event:
 
 @dataclass(slots=True, kw_only=True)
 class RunStarted(Event):
-    """A run began. ``input`` is the input message (``Message.to_dict``)."""
+    """A run began. ``input`` is the input message (``Message.to_dict``); ``pid`` and ``host`` name the
+    process that runs it (``resume`` refuses a run whose process still runs; absent in older logs)."""
 
     workflow: str
     input: dict[str, Any]
     entries: list[str]
     budgets: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+    host: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -206,6 +209,8 @@ class RunResumed(Event):
 
     rerun: list[str] = field(default_factory=list)
     budgets: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+    host: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -20,6 +20,8 @@ import asyncio
 import inspect
 import itertools
 import math
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -259,6 +261,8 @@ class Run:
                 "input": input_msg.to_dict(),
                 "entries": entries,
                 "budgets": budgets,
+                "pid": _owner.pid,
+                "host": _owner.host,
             },
         )
         self.messages[input_msg.id] = input_msg
@@ -797,6 +801,54 @@ def _new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{_Ids.prefix[:10]}{next(_RUN_COUNTER):04x}"
 
 
+class _Owner:
+    """This process, as recorded in RunStarted/RunResumed (``pid`` renewed in forked children)."""
+
+    host = socket.gethostname()
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+
+_owner = _Owner()
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from /proc; ``None`` where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _refuse_if_running(run_id: str, record: RunRecord) -> None:
+    """A run whose recorded process (on this host, not this process) is still alive is running, not crashed:
+    resuming it would run its turns twice and interleave two writers in its log."""
+    if record.owner is None:
+        return
+    host, pid, since = record.owner
+    if host != _owner.host or pid == _owner.pid:
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # gone: crashed or killed
+    except PermissionError:
+        pass  # alive, another user's
+    started = _process_start(pid)
+    if started is not None and started > since + 1.0:
+        return  # the pid was reused by a process that started after the run did
+    raise RunError(
+        f"run {run_id!r} is still running in process {pid} on this host; resuming it now would run its turns twice",
+        hint="wait for that process to end (or stop it), then resume; force=True (tq resume --force) overrides",
+    )
+
+
 def _check_run_options(
     what: str,
     model: object,
@@ -892,18 +944,29 @@ def start_resume(
     max_tokens: int | None = None,
     deadline_s: float | None = None,
     retry: RetryPolicy | None = None,
+    force: bool = False,
 ) -> Run:
     """Continue an unfinished run from its log: completed turns are not re-run, in-flight turns run again
     (with their recorded model answers and tool results), then scheduling goes on. Budgets default to the
     recorded ones (the deadline counts from the resume). A run that was stopped (``cancelled``, ``deadline``,
     ``max_turns``, ``max_tokens``) continues the same way, e.g. with a larger budget; a run that ended
-    (``completed``, ``failed``) is returned as is (its ``result()`` is the recorded end)."""
+    (``completed``, ``failed``) is returned as is (its ``result()`` is the recorded end).
+
+    A run still running in another live process on this host (the one recorded as running it) is refused
+    with ``RunError``: it has not crashed. ``force=True`` resumes it anyway."""
     _check_run_options("resume", model, max_turns, max_tokens, deadline_s, retry)
     workflow.validate()
     st = open_store(store)
-    record = RunRecord.load(st, run_id)
-    if record.started is None:
-        raise RunError(f"run {run_id!r} has no RunStarted event; it cannot be resumed")
+    try:
+        record = RunRecord.load(st, run_id)
+        if record.started is None:
+            raise RunError(f"run {run_id!r} has no RunStarted event; it cannot be resumed")
+        if not force and (record.finished is None or record.finished.status not in _ENDED):
+            _refuse_if_running(run_id, record)
+    except BaseException:
+        if st is not store:
+            st.close()
+        raise
     budgets = record.budgets
     run = Run(
         workflow,
@@ -942,6 +1005,8 @@ def start_resume(
             run_id=run_id,
             rerun=[t.turn_id for t in inflight],
             budgets={"max_turns": run.max_turns, "max_tokens": run.max_tokens, "deadline_s": run.deadline_s},
+            pid=_owner.pid,
+            host=_owner.host,
         )
     )
     if run.deadline_s is not None:

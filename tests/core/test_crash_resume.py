@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tq_agents import NodeFinished, SQLiteRunStore, ToolCallFinished, resume
+from tq_agents import NodeFinished, RunError, SQLiteRunStore, ToolCallFinished, resume
 from tq_agents._record import RunRecord
 
 HERE = Path(__file__).parent
@@ -72,3 +72,29 @@ def test_sigkill_then_resume(tmp_path: Path, seed: int) -> None:
     assert set(executed) == {str(i) for i in range(1, TURNS + 1)}
     assert sum(executed.values()) <= TURNS + 1  # at most the one unrecorded in-flight call ran twice
     store.close()
+
+
+def test_resume_refuses_a_run_whose_process_still_runs(tmp_path: Path) -> None:
+    # `tq resume` while the run goes on in another process would run its turns (and tools) twice and
+    # interleave two writers in its log: refused while that process lives; after it is killed, resumed
+    db, journal, run_id = str(tmp_path / "runs.sqlite"), str(tmp_path / "journal.txt"), "live"
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "crash_workflow.py"), db, journal, run_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        for _ in range(6):  # a few events in: the run is under way
+            child.stdout.readline()
+        store = SQLiteRunStore(db)
+        with pytest.raises(RunError) as e:
+            asyncio.run(resume(run_id, build(journal), store))
+        assert f"still running in process {child.pid} on this host" in str(e.value)
+        assert "force=True" in str(e.value.hint)
+    finally:
+        child.kill()
+        child.wait()
+    res = asyncio.run(resume(run_id, build(journal), store))
+    assert res.status == "completed"
+    assert {int(s) for s in Path(journal).read_text().split()} == set(range(1, TURNS + 1))
