@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 import networkx as nx
 
 from tq_agents.agent import Agent
-from tq_agents.errors import WorkflowValidationError
+from tq_agents.errors import ConfigError, UserError, WorkflowValidationError
 from tq_agents.messages import Message, TextMessage
 
 if TYPE_CHECKING:
@@ -81,6 +81,71 @@ def _compatible(a: type[Message], b: type[Message]) -> bool:
     return issubclass(a, b) or issubclass(b, a)
 
 
+def _is_async_callable(fn: Any) -> bool:
+    """True for an ``async def`` function or async generator, also behind ``functools.partial`` or as the
+    ``__call__`` of an object: calling it gives an awaitable (always truthy), not a ``bool``."""
+    for f in (fn, getattr(fn, "__call__", None)):  # noqa: B004 - the __call__ of a callable object
+        if f is not None and (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)):
+            return True
+    return False
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` can be called with one positional argument (True when its signature is unknown)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return True
+    try:
+        sig.bind(object())
+    except TypeError:
+        return False
+    return True
+
+
+_MERMAID_ESCAPES = {"#": "#35;", '"': "#quot;", "|": "#124;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
+
+
+def _mermaid_text(text: str) -> str:
+    """``text`` with every character that could end a Mermaid string or label written as an entity code."""
+    out = []
+    for c in text:
+        if c in _MERMAID_ESCAPES:
+            out.append(_MERMAID_ESCAPES[c])
+        elif ord(c) < 32 or ord(c) == 127:  # newlines and other control characters would end the statement
+            out.append(f"#{ord(c)};")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _mermaid_label(label: str) -> str:
+    """An edge label between pipes: plain words as they are, anything else quoted and escaped."""
+    if label and label.isascii() and all(c.isalnum() or c in "_ " for c in label) and label.strip() == label:
+        return label
+    return f'"{_mermaid_text(label)}"'
+
+
+def _type_label(t: Any) -> str:
+    """The name of a ``message_type`` filter entry, also for one that is not a ``Message`` class."""
+    if inspect.isclass(t) and issubclass(t, Message):
+        return t.type_name
+    return getattr(t, "__name__", None) or repr(t)
+
+
+def _check_model(model: Any, where: str) -> None:  # (run()/start() options are checked in tq_agents.scheduler)
+    """Raise ``ConfigError`` unless ``model`` is ``None`` or looks like a ``ChatModel`` (a callable ``complete``)."""
+    if model is None or callable(getattr(model, "complete", None)):
+        return
+    raise ConfigError(
+        f"{where}: model must be a ChatModel (an object with an async complete(request) method), "
+        f"got {type(model).__name__} {model!r:.60}",
+        hint="build one, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local or "
+        "OpenAICompatible('http://127.0.0.1:8000/v1', 'qwen2.5-7b') from tq_agents.models.openai_compat "
+        "(ScriptedModel from tq_agents.testing in tests)",
+    )
+
+
 @dataclass(slots=True)
 class NodeSpec:
     """One node: an ``Agent`` or a function, with its join rule and visit bound."""
@@ -98,6 +163,7 @@ class NodeSpec:
 
     @property
     def kind(self) -> str:
+        """``"agent"`` or ``"function"``."""
         return "agent" if self.agent is not None else "function"
 
 
@@ -112,6 +178,7 @@ class EdgeSpec:
     label: str | None = None
 
     def describe(self) -> str:
+        """``edge source → target``, the prefix of every problem about this edge."""
         return f"edge {self.source} → {self.target}"
 
 
@@ -130,6 +197,7 @@ class Workflow:
     """
 
     def __init__(self, name: str = "workflow", *, model: ChatModel | None = None, description: str = "") -> None:
+        _check_model(model, f"Workflow({name!r})")
         self.name = name
         self.model = model
         self.description = description
@@ -176,7 +244,9 @@ class Workflow:
         spec.join, spec.max_visits, spec.on_exhausted = join, max_visits, on_exhausted
         if join not in ("all", "any"):
             self._build_problems.append(f"node {spec.name!r}: join must be 'all' or 'any', got {join!r}")
-        if max_visits is not None and max_visits < 1:
+        if max_visits is not None and (not isinstance(max_visits, int) or isinstance(max_visits, bool)):
+            self._build_problems.append(f"node {spec.name!r}: max_visits must be an int >= 1, got {max_visits!r}")
+        elif max_visits is not None and max_visits < 1:
             self._build_problems.append(f"node {spec.name!r}: max_visits must be >= 1, got {max_visits}")
         if spec.name in self.graph:
             self._build_problems.append(f"node {spec.name!r}: duplicate name (each node needs a unique name)")
@@ -206,44 +276,92 @@ class Workflow:
             is_async=inspect.iscoroutinefunction(fn),
         )
 
+    def _resolve(self, node: Any) -> tuple[Any, str | None]:
+        """(name, problem) of a node given as its name, its ``Agent`` or its function (as passed to ``add_node``).
+
+        The name is ``node`` itself when it cannot be resolved; the problem is ``None`` when it is fine so far
+        (an unknown name is reported by the caller)."""
+        if isinstance(node, str):
+            return node, None
+        name = getattr(node, "name", None)
+        if isinstance(name, str):  # an Agent (or another node object with a name)
+            spec = self.graph.nodes[name]["spec"] if name in self.graph else None
+            if isinstance(node, Agent) and spec is not None and spec.agent is not node:
+                return name, f"{node!r} is not the Agent added under that name (pass the name {name!r} or that Agent)"
+            return name, None
+        if callable(node):
+            named = [s.name for s in self.nodes() if s.fn is node]
+            if len(named) == 1:
+                return named[0], None
+            if len(named) > 1:
+                return node, f"{node!r} was added as several nodes ({', '.join(named)}); pass the node name"
+        return node, f"{node!r} is not a node: pass a node name (str), or the Agent or function added"
+
     def add_edge(
         self,
-        source: str,
-        target: str,
+        source: str | Agent | Callable[..., Any],
+        target: str | Agent | Callable[..., Any],
         *,
         condition: Condition | None = None,
         message_type: type[Message] | tuple[type[Message], ...] | None = None,
         label: str | None = None,
     ) -> Workflow:
-        """Route ``source``'s output messages to ``target`` when ``message_type`` matches and ``condition`` holds."""
+        """Route ``source``'s output messages to ``target`` when ``message_type`` matches and ``condition`` holds.
+
+        ``source`` and ``target`` are node names, or the ``Agent`` / function given to ``add_node``. ``condition``
+        is a plain (sync) function of the message returning a ``bool``.
+        """
         self._version += 1
+        (source, source_problem), (target, target_problem) = self._resolve(source), self._resolve(target)
+        where = f"edge {source} → {target}"
+        if source_problem or target_problem:
+            self._build_problems.extend(f"{where}: {p}" for p in (source_problem, target_problem) if p)
+            return self
         if condition is not None and not callable(condition):
-            self._build_problems.append(f"edge {source} → {target}: condition must be callable")
+            self._build_problems.append(f"{where}: condition must be callable")
             condition = None
+        elif condition is not None and _is_async_callable(condition):
+            self._build_problems.append(
+                f"{where}: condition {getattr(condition, '__name__', condition)!r} is async; conditions must be "
+                "plain sync functions returning bool (an awaitable would always count as true)"
+            )
+        elif condition is not None and not _takes_one_argument(condition):
+            self._build_problems.append(f"{where}: condition must take one argument, the message")
         if self.graph.has_edge(source, target):
-            self._build_problems.append(f"edge {source} → {target}: duplicate edge")
+            self._build_problems.append(f"{where}: duplicate edge")
             return self
         for end in (source, target):
             if end not in self.graph:
-                self._build_problems.append(f"edge {source} → {target}: unknown node {end!r} (add_node it first)")
+                self._build_problems.append(f"{where}: unknown node {end!r} (add_node it first)")
                 return self
         self.graph.add_edge(source, target, spec=EdgeSpec(source, target, condition, message_type, label))
         return self
 
-    def set_entry(self, *names: str) -> Workflow:
-        """The node(s) that receive the run input. Default: every node without predecessors."""
+    def set_entry(self, *names: str | Agent) -> Workflow:
+        """The node(s) that receive the run input (names or added Agents). Default: every node without
+        predecessors."""
         self._version += 1
-        self.entries = list(names)
+        self.entries = [n.name if isinstance(n, Agent) else n for n in names]
         return self
 
     # ---- reading --------------------------------------------------------------------------------
     def node(self, name: str) -> NodeSpec:
-        return self.graph.nodes[name]["spec"]  # type: ignore[no-any-return]
+        """The ``NodeSpec`` of the node called ``name``; ``UserError`` if there is none."""
+        try:
+            return self.graph.nodes[name]["spec"]  # type: ignore[no-any-return]
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            known = ", ".join(repr(n) for n in self.graph.nodes)
+            raise UserError(
+                f"workflow {self.name!r}: unknown node {name!r}",
+                hint=f"known nodes: {known}" if known else "the workflow has no nodes yet (add_node first)",
+            ) from None
 
     def nodes(self) -> list[NodeSpec]:
+        """Every node's ``NodeSpec``, in the order they were added."""
         return [d["spec"] for _, d in self.graph.nodes(data=True)]
 
     def edges(self) -> list[EdgeSpec]:
+        """Every edge's ``EdgeSpec``, in the order they were added (grouped by source node)."""
         return [d["spec"] for _, _, d in self.graph.edges(data=True)]
 
     def entry_nodes(self) -> list[str]:
@@ -371,33 +489,36 @@ class Workflow:
     def to_mermaid(self) -> str:
         """A Mermaid ``flowchart`` of the graph: entries, node kinds and output types, edge conditions."""
 
+        ids = {name: f"n{i}" for i, name in enumerate(self.graph.nodes)}  # unique, whatever the names hold
+
         def nid(name: str) -> str:
-            return "n_" + "".join(c if c.isalnum() else "_" for c in name)
+            return ids[name]
 
         lines = ["flowchart TD", "    __start__((start))"]
         for spec in self.nodes():
-            out = "/".join(t.type_name for t in spec.output_types)
+            out = "/".join(_type_label(t) for t in spec.output_types)
             extra = []
             if spec.join == "any" and self.graph.in_degree(spec.name) > 1:
                 extra.append("join=any")
             if spec.max_visits is not None:
                 extra.append(f"max {spec.max_visits}")
             suffix = f" ({', '.join(extra)})" if extra else ""
-            shape = f'["{spec.name}<br/>{spec.kind} → {out}{suffix}"]'
+            shape = f'["{_mermaid_text(str(spec.name))}<br/>{spec.kind} → {_mermaid_text(out + suffix)}"]'
             lines.append(f"    {nid(spec.name)}{shape}")
         for e in self.entry_nodes():
             if e in self.graph:
                 lines.append(f"    __start__ --> {nid(e)}")
         for edge in self.edges():
-            label = edge.label
+            label = None if edge.label is None else str(edge.label)
             if label is None and edge.condition is not None:
-                cname = getattr(edge.condition, "__name__", "condition")
+                cname = str(getattr(edge.condition, "__name__", "condition"))
                 label = "if" if cname == "<lambda>" else cname
             if edge.message_type is not None:
                 types_ = edge.message_type if isinstance(edge.message_type, tuple) else (edge.message_type,)
-                tname = "|".join(t.type_name for t in types_)
+                tname = "/".join(_type_label(t) for t in types_)
                 label = f"{label} {tname}" if label else tname
-            arrow = f"-.->|{label}|" if edge.condition is not None else (f"-->|{label}|" if label else "-->")
+            text = _mermaid_label(label) if label else ""
+            arrow = f"-.->|{text}|" if edge.condition is not None else (f"-->|{text}|" if label else "-->")
             lines.append(f"    {nid(edge.source)} {arrow} {nid(edge.target)}")
         for spec in self.nodes():
             if spec.on_exhausted in self.graph:
@@ -411,6 +532,16 @@ class Workflow:
         Options are those of ``tq_agents.scheduler.Run``: ``store``, ``model``, ``max_turns``, ``max_tokens``,
         ``deadline_s``, ``retry``, ``run_id``.
         """
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise UserError(
+                "Workflow.start() needs a running event loop, and none is running",
+                hint="call it from async code (inside `asyncio.run(...)`), or use `workflow.run_sync(...)` "
+                "from plain code",
+            ) from None
         from tq_agents.scheduler import start_run
 
         return start_run(self, input, **options)
@@ -458,7 +589,13 @@ class Workflow:
         return await run._drive()
 
     def run_sync(self, input: str | Message, **options: Any) -> RunResult:
-        """``run`` for code outside an event loop (``asyncio.run`` underneath)."""
+        """``run`` for code outside an event loop (``asyncio.run`` underneath); async code awaits ``run``."""
         import asyncio
 
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop running: the normal case (run below, outside this handler, so errors carry no context)
+        else:
+            raise UserError("run_sync() was called inside a running event loop", hint="use `await workflow.run(...)`")
         return asyncio.run(self.run(input, **options))

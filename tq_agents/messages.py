@@ -46,6 +46,12 @@ __all__ = [
 ENVELOPE_FIELDS = frozenset({"id", "run_id", "source", "created_at"})
 """Fields set by the runtime, not by the producer of the payload."""
 
+RESERVED_KEYS = frozenset({"type"})
+"""Keys that ``to_dict`` adds next to the fields (``"type"`` names the class), so no field may use them."""
+
+_EXPECTED = 'a JSON object with a "type" field naming a Message class'
+_BAD_STORED_HINT = "only pass what Message.to_dict()/to_json() produced; the stored message may be corrupt"
+
 _REGISTRY: dict[str, type[Message]] = {}
 _SCHEMA_CACHE: dict[type[Message], dict[str, Any]] = {}
 
@@ -93,7 +99,18 @@ class Message(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Register the subclass under its ``type_name``; refuse a taken name or a reserved field name."""
         super().__pydantic_init_subclass__(**kwargs)
+        for fname, info in cls.model_fields.items():
+            clash = {fname, info.alias, info.serialization_alias} & RESERVED_KEYS
+            if clash:
+                key = sorted(clash)[0]
+                what = f"field {fname!r}" if fname == key else f"field {fname!r} (alias {key!r})"
+                raise UserError(
+                    f"message type {cls.__qualname__}: {what} uses the reserved name {key!r} "
+                    f"(to_dict() stores the message type name under {key!r})",
+                    hint=f"rename the field, e.g. `kind` or `{key}_`, in {cls.__qualname__}",
+                )
         name = cls.__dict__.get("type_name", cls.__name__)
         cls.type_name = name
         prev = _REGISTRY.get(name)
@@ -125,9 +142,21 @@ class Message(BaseModel):
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Message:
-        """Rebuild a message from ``to_dict`` output, choosing the subclass by its ``"type"`` key."""
+        """Rebuild a message from ``to_dict`` output, choosing the subclass by its ``"type"`` key.
+
+        Raises ``StoreError`` when ``data`` is not such a dict or names no registered class.
+        """
+        if not isinstance(data, dict):
+            raise StoreError(
+                f"cannot load a message: expected {_EXPECTED}, got {_describe(data)}", hint=_BAD_STORED_HINT
+            )
         data = dict(data)
-        name = data.pop("type", None)
+        if "type" not in data:
+            raise StoreError(
+                f'cannot load a message: no "type" field (expected {_EXPECTED}; got keys {sorted(map(str, data))})',
+                hint=_BAD_STORED_HINT,
+            )
+        name = data.pop("type")
         cls = _REGISTRY.get(name) if isinstance(name, str) else None
         if cls is None:
             raise StoreError(
@@ -138,8 +167,14 @@ class Message(BaseModel):
 
     @staticmethod
     def from_json(text: str | bytes) -> Message:
-        """Inverse of ``to_json``."""
-        return Message.from_dict(json.loads(text))
+        """Inverse of ``to_json``; ``StoreError`` when ``text`` is not the JSON of a message."""
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise StoreError(
+                f"cannot load a message: expected {_EXPECTED}, got invalid JSON ({e})", hint=_BAD_STORED_HINT
+            ) from e
+        return Message.from_dict(data)
 
     # ---- payload (what a model writes) ----------------------------------------------------------
     def payload(self) -> dict[str, Any]:
@@ -176,6 +211,11 @@ class Message(BaseModel):
         return cls.model_validate(data)
 
 
+def _describe(value: Any) -> str:
+    """A short description of a value that is not a message dict: its type and (cut) repr."""
+    return "None" if value is None else f"{type(value).__name__} {value!r:.60}"
+
+
 def message_type(name: str) -> type[Message]:
     """The registered ``Message`` subclass named ``name``."""
     try:
@@ -201,6 +241,7 @@ class TextMessage(Message):
     text: str = Field(description="The text.")
 
     def to_prompt(self) -> str:
+        """The text itself, as a model sees it."""
         return self.text
 
 
@@ -245,6 +286,7 @@ class Translation(Message):
     notes: str = Field(default="", description="Translator's notes.")
 
     def to_prompt(self) -> str:
+        """The translated text; the whole payload as JSON when there are translator's notes."""
         return self.text if not self.notes else json.dumps(self.payload(), ensure_ascii=False)
 
 

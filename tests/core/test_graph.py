@@ -146,12 +146,14 @@ def test_mermaid() -> None:
     text = wf.to_mermaid()
     lines = text.splitlines()
     assert lines[0] == "flowchart TD"
-    assert "    __start__ --> n_coder" in lines
-    assert '    n_reviewer["reviewer<br/>agent → Review"]' in lines
-    assert "    n_reviewer -.->|is_revise| n_coder" in lines
-    assert "    n_reviewer -.->|approve| n_done" in lines
-    assert "    n_coder -.->|exhausted| n_done" in lines
-    assert "    n_coder --> n_reviewer" in lines
+    # node ids are n0, n1, ... in the order the nodes were added (unique whatever the names hold)
+    assert '    n0["coder<br/>agent → TextMessage (max 2)"]' in lines
+    assert "    __start__ --> n0" in lines
+    assert '    n1["reviewer<br/>agent → Review"]' in lines
+    assert "    n1 -.->|is_revise| n0" in lines
+    assert "    n1 -.->|approve| n2" in lines
+    assert "    n0 -.->|exhausted| n2" in lines
+    assert "    n0 --> n1" in lines
 
 
 def _step(m: TextMessage) -> TextMessage:
