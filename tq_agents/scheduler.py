@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunResult", "resume", "start_resume", "start_run"]
 
 _INPUT = "__input__"
+_DEFAULT_RETRY = RetryPolicy()  # frozen: one shared instance, not one per run
 _get_running_loop = asyncio._get_running_loop  # the running loop or None, without raising
 _ENDED = ("completed", "failed")  # final statuses; a run stopped with any other status can be resumed
 _NO_USAGE = Usage()
@@ -124,7 +125,7 @@ class Run:
         self.store = store
         self.model = model or workflow.model
         self.max_turns, self.max_tokens, self.deadline_s = max_turns, max_tokens, deadline_s
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or _DEFAULT_RETRY
         self.run_id = run_id
         self._fresh_id = False
         self._owns_store = False  # opened from a path by start_run/start_resume: closed when the run ends
