@@ -33,13 +33,16 @@ import asyncio
 import functools
 import inspect
 import json
+import math
+import numbers
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, get_type_hints, overload
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from tq_agents.errors import ToolDefinitionError
 
@@ -73,7 +76,7 @@ class ToolError(BaseModel):
     duration_s: float = 0.0
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     parts: list[str] = []
     for p in loc:
         if isinstance(p, int):
@@ -91,25 +94,225 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def validation_problems(exc: ValidationError) -> dict[str, str]:
-    """Field path → what was expected (and what was given), one entry per bad field."""
+def _got(value: Any) -> str:
+    """``value`` for an error message: its repr, and its type unless it is ``None``."""
+    return "None" if value is None else f"{value!r} ({type(value).__name__})"
+
+
+# ---- error locations: pydantic's union member tags are not fields -------------------------------------
+# pydantic puts the member's label into ``loc`` for each member of a union that failed (``('x', 'int')``,
+# ``('x', 'list[int]', 0)``, ``('pet', 'cat', 'lives')``). Walking the model's core schema along the ``loc``
+# tells those tags apart from field names, dict keys and list indices.
+
+_WRAPPERS = frozenset(
+    {"default", "nullable", "function-after", "function-before", "function-wrap", "model", "dataclass"}
+)
+_LEAVES = frozenset(
+    {
+        "int",
+        "float",
+        "str",
+        "bool",
+        "none",
+        "bytes",
+        "literal",
+        "enum",
+        "date",
+        "time",
+        "datetime",
+        "timedelta",
+        "decimal",
+        "uuid",
+        "url",
+        "multi-host-url",
+        "complex",
+        "is-instance",
+        "is-subclass",
+        "callable",
+    }
+)
+
+
+def _schema_name(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str | None:
+    """A union member's likely pydantic label (model class name or scalar type), to try that member first."""
+    if schema.get("type") == "definition-ref":
+        schema = defs.get(schema.get("schema_ref", ""), {})
+    if schema.get("type") in ("model", "dataclass"):
+        return getattr(schema.get("cls"), "__name__", None)
+    t = schema.get("type")
+    return t if isinstance(t, str) else None
+
+
+def _walk(
+    schema: Mapping[str, Any], loc: tuple[Any, ...], pos: int, defs: dict[str, Any], tags: list[tuple[int, str]]
+) -> list[Any] | None:
+    """The path segments of ``loc[pos:]`` that name fields, keys and indices (union tags dropped; each dropped tag
+    is appended to ``tags`` as ``(position in loc, tag)``); ``None`` if ``loc`` does not fit ``schema``."""
+    while True:
+        t = schema.get("type")
+        if t == "definitions":
+            for d in schema.get("definitions", ()):
+                if "ref" in d:
+                    defs[d["ref"]] = d
+            schema = schema["schema"]
+            continue
+        if t == "definition-ref":
+            target = defs.get(schema.get("schema_ref", ""))
+            if target is None:
+                return list(loc[pos:])
+            schema = target
+            continue
+        if pos >= len(loc):
+            return []
+        seg = loc[pos]
+        if t in _WRAPPERS and isinstance(schema.get("schema"), Mapping):
+            schema = schema["schema"]
+        elif t == "json-or-python":
+            schema = schema["python_schema"]
+        elif t == "lax-or-strict":
+            schema = schema["lax_schema"]
+        elif t == "union":
+            choices = [(c[0], c[1]) if isinstance(c, tuple) else (c, None) for c in schema.get("choices", ())]
+            first = [c for c, label in choices if str(seg) in (label, _schema_name(c, defs))]
+            mark = len(tags)
+            for choice in first + [c for c, _ in choices if not any(c is f for f in first)]:
+                tags.append((pos, str(seg)))
+                rest = _walk(choice, loc, pos + 1, defs, tags)
+                if rest is not None:
+                    return rest
+                del tags[mark:]
+            return None
+        elif t == "tagged-union":
+            match = next((v for k, v in schema.get("choices", {}).items() if str(k) == str(seg)), None)
+            if match is None:
+                return None
+            tags.append((pos, str(seg)))
+            schema, pos = match, pos + 1
+        elif t in ("model-fields", "typed-dict", "dataclass-args"):
+            fields = schema.get("fields", {})
+            items = fields if isinstance(fields, Mapping) else {f.get("name"): f for f in fields}
+            field = next(
+                (f for name, f in items.items() if seg == name or seg == f.get("validation_alias")),
+                None,
+            )
+            if field is None:  # an unexpected key (extra="forbid") ends the path
+                return [seg] if pos == len(loc) - 1 else None
+            rest = _walk(field["schema"], loc, pos + 1, defs, tags)
+            return None if rest is None else [seg, *rest]
+        elif t in ("list", "set", "frozenset", "generator", "tuple"):
+            if not isinstance(seg, int):
+                return None
+            items_schema = schema.get("items_schema")
+            if isinstance(items_schema, list):  # tuple: one schema per position (or a variadic one)
+                if not items_schema:
+                    return None
+                variadic = schema.get("variadic_item_index")
+                index = variadic if variadic is not None and seg >= variadic else min(seg, len(items_schema) - 1)
+                items_schema = items_schema[index]
+            if not isinstance(items_schema, Mapping):
+                return [seg] if pos == len(loc) - 1 else list(loc[pos:])
+            rest = _walk(items_schema, loc, pos + 1, defs, tags)
+            return None if rest is None else [seg, *rest]
+        elif t == "dict":
+            if pos + 1 < len(loc) and loc[pos + 1] == "[key]":
+                return list(loc[pos : pos + 2]) if pos + 2 == len(loc) else None
+            values = schema.get("values_schema")
+            rest = [] if not isinstance(values, Mapping) else _walk(values, loc, pos + 1, defs, tags)
+            return None if rest is None else [seg, *rest]
+        elif t in _LEAVES:
+            return None  # a scalar has no parts: loc does not fit
+        else:  # a schema this walk does not know: keep the rest as pydantic wrote it
+            return list(loc[pos:])
+
+
+_FUNCTION_TAG = re.compile(r"^function-(?:after|before|wrap)\[.*, (.+)\]$")
+_PLAIN_TAG = re.compile(r"^[A-Za-z_]\w*(\[[\w\[\], ]*\])?$")
+
+
+def _member_label(tag: str, err: Mapping[str, Any]) -> str:
+    """What a failed union member expected, in words: its type (``int``, ``list[int]``, ``Line``) or values."""
+    while (m := _FUNCTION_TAG.match(tag)) is not None:
+        tag = m.group(1)
+    ctx = err.get("ctx") or {}
+    if err.get("type") in ("literal_error", "enum") and "expected" in ctx:
+        return str(ctx["expected"])
+    msg = str(err.get("msg", "invalid value"))
+    if tag.startswith("constrained-"):
+        return f"{tag.removeprefix('constrained-')} ({msg})"
+    if _PLAIN_TAG.match(tag):
+        return tag
+    return msg.removeprefix("Input should be ")
+
+
+def _problem_text(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unexpected field (not a parameter; remove it)"
+    return f"{err.get('msg', 'invalid value')}; got {_short(err.get('input'))}"
+
+
+def validation_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> dict[str, str]:
+    """Field path → what was expected (and what was given), one entry per bad field.
+
+    With ``model`` (the model that raised ``exc``), the labels pydantic puts into a path for each member of a
+    union (``x.int``, ``x.list[int]``) are dropped: they are not fields. A value that no member accepted is then
+    one entry, ``expected int or list[int]; got ...``; where a member accepted the value's shape (a list, an
+    object) only that member's deeper problems are listed.
+    """
+    errors = exc.errors(include_url=False)
+    schema = getattr(model, "__pydantic_core_schema__", None) if model is not None else None
+    cleaned: list[tuple[Mapping[str, Any], list[Any], tuple[Any, ...], list[tuple[int, str]]]] = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        tags: list[tuple[int, str]] = []
+        path = _walk(schema, loc, 0, {}, tags) if isinstance(schema, Mapping) else None
+        if path is None:
+            path, tags = list(loc), []
+        cleaned.append((err, path, loc, tags))
+    # A union whose members accepted the value's shape (their errors go deeper): the other members' "not a ..."
+    # errors at the union itself are noise, and of the members that went deeper only those with the fewest
+    # problems are reported (a Cat's and a Dog's problems mixed would contradict each other).
+    counts: dict[tuple[Any, ...], dict[str, int]] = {}
+    for _, _, loc, tags in cleaned:
+        for p, tag in tags:
+            if len(loc) > p + 1:
+                per_member = counts.setdefault(loc[:p], {})
+                per_member[tag] = per_member.get(tag, 0) + 1
+    best = {prefix: {t for t, n in per.items() if n == min(per.values())} for prefix, per in counts.items()}
     out: dict[str, str] = {}
-    for err in exc.errors(include_url=False):
-        path = _loc(tuple(err.get("loc", ())))
-        kind = err.get("type", "")
-        if kind == "missing":
-            text = "required field is missing"
-        elif kind == "extra_forbidden":
-            text = "unexpected field (not a parameter; remove it)"
-        else:
-            text = f"{err.get('msg', 'invalid value')}; got {_short(err.get('input'))}"
-        out[path] = f"{out[path]}; {text}" if path in out else text
+    members: dict[str, list[tuple[str, Any]]] = {}
+    for err, path, loc, tags in cleaned:
+        at_union = bool(tags) and tags[-1][0] == len(loc) - 1
+        if at_union and loc[: tags[-1][0]] in best:
+            continue
+        if any(tag not in best.get(loc[:p], (tag,)) for p, tag in tags):
+            continue
+        key = _loc(path)
+        if at_union:
+            members.setdefault(key, []).append((_member_label(tags[-1][1], err), err.get("input")))
+            out.setdefault(key, "")
+            continue
+        text = _problem_text(err)
+        out[key] = f"{out[key]}; {text}" if out.get(key) else text
+    for key, found in members.items():
+        labels = list(dict.fromkeys(label for label, _ in found))
+        text = f"expected {' or '.join(labels)}; got {_short(found[0][1])}"
+        out[key] = f"{text}; {out[key]}" if out[key] else text
     return out
 
 
-def format_validation_error(exc: ValidationError, *, what: str) -> str:
-    """Render a pydantic ``ValidationError`` as lines naming each bad field, fit to show a model."""
-    problems = validation_problems(exc)
+def format_validation_error(
+    exc: ValidationError, *, what: str, model: type[BaseModel] | None = None, problems: Mapping[str, str] | None = None
+) -> str:
+    """Render a pydantic ``ValidationError`` as lines naming each bad field, fit to show a model.
+
+    Pass ``model`` (the model that raised it) so that union member labels are not shown as fields, or the
+    ``problems`` already computed by ``validation_problems``.
+    """
+    if problems is None:
+        problems = validation_problems(exc, model)
     lines = [f"{what}: {len(problems)} invalid field{'s' if len(problems) != 1 else ''}:"]
     lines += [f"- `{path}`: {text}" for path, text in problems.items()]
     return "\n".join(lines)
@@ -184,11 +387,72 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
+def _check_options(name: Any, description: Any, timeout: Any) -> None:
+    """Type-check ``@tool``'s options; a ``ToolDefinitionError`` naming the bad one."""
+    if name is not None and not isinstance(name, str):
+        raise ToolDefinitionError(
+            f"@tool: name must be a str, got {_got(name)}", hint="e.g. @tool(name='lookup_order')"
+        )
+    label = f"tool {name!r}" if name is not None else "@tool"
+    if description is not None and not isinstance(description, str):
+        raise ToolDefinitionError(f"{label}: description must be a str, got {_got(description)}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or not math.isfinite(float(timeout))
+        or timeout <= 0
+    ):
+        raise ToolDefinitionError(
+            f"{label}: timeout must be a positive number of seconds, got {_got(timeout)}",
+            hint="e.g. timeout=5.0, or leave it out for no limit",
+        )
+
+
+def _unwrap(fn: Callable[..., Any]) -> tuple[Callable[..., Any], list[str | None], set[str]]:
+    """(the function whose annotations describe ``fn``, its docstrings, argument names bound by a partial).
+
+    ``functools.partial`` is looked through (its keyword arguments are fixed, not the model's to choose);
+    a callable object is described by its class docstring and its ``__call__``.
+    """
+    bound: set[str] = set()
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        bound |= set(target.keywords)
+        target = target.func
+    if inspect.isroutine(target) or inspect.isclass(target):
+        return target, [target.__doc__], bound
+    call = type(target).__call__  # a callable object (callable() said it is one)
+    return call, [type(target).__doc__, call.__doc__], bound
+
+
+def _what(fn: Any) -> str:
+    """``fn`` in words, for errors about naming it."""
+    if isinstance(fn, functools.partial):
+        inner = getattr(fn.func, "__name__", type(fn.func).__name__)
+        return f"a functools.partial of {inner!r}"
+    name = getattr(fn, "__name__", None)
+    if name == "<lambda>":
+        return "a lambda"
+    if isinstance(name, str):
+        return repr(name)
+    return f"a {type(fn).__name__} object"
+
+
+def _type_text(tp: Any) -> str:
+    """A type annotation as a short name (``int``, ``list[str]``, ``Literal['a', 'b']``)."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if isinstance(tp, type) and not get_args(tp):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
 class Tool:
     """A callable tool: name, description, pydantic ``args_model``, OpenAI-shaped ``schema``.
 
     Build one with ``@tool``. Call it with ``await t.call({...})`` (validated; returns ``ToolResult`` or
     ``ToolError``), ``t.call_sync({...})`` outside an event loop, or ``t(...)`` as the original function.
+    A ``functools.partial`` or a callable object needs ``name=...``; a partial's keyword arguments are fixed.
     """
 
     def __init__(
@@ -201,20 +465,33 @@ class Tool:
     ) -> None:
         if not callable(fn):
             raise ToolDefinitionError(f"@tool needs a function, got {type(fn).__name__}")
+        _check_options(name, description, timeout)
         self.fn = fn
-        self.name = name or fn.__name__
+        if name is None:
+            own = getattr(fn, "__name__", None)
+            if not isinstance(own, str) or own.startswith("<"):
+                raise ToolDefinitionError(
+                    f"@tool cannot name {_what(fn)}: it has no usable __name__",
+                    hint="pass name=..., e.g. tool(fn, name='lookup_order') or @tool(name='lookup_order')",
+                )
+            name = own
+        self.name = name
         if not _NAME_RE.match(self.name):
             raise ToolDefinitionError(
                 f"tool name {self.name!r} is not allowed",
                 hint="use letters, digits, '_' or '-' (at most 64), starting with a letter or '_'",
             )
-        if timeout is not None and timeout <= 0:
-            raise ToolDefinitionError(f"tool {self.name!r}: timeout must be > 0 seconds, got {timeout}")
-        self.timeout = timeout
-        self.is_async = inspect.iscoroutinefunction(fn)
-        summary, arg_docs = _parse_docstring(fn.__doc__)
+        self.timeout: float | None = None if timeout is None else float(timeout)
+        target, docs, bound = _unwrap(fn)
+        self._bound: frozenset[str] = frozenset(bound)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
+        summary, arg_docs = "", {}
+        for doc in docs:
+            doc_summary, doc_args = _parse_docstring(doc)
+            summary = summary or doc_summary
+            arg_docs = {**doc_args, **arg_docs}
         self.description = description if description is not None else summary
-        self.args_model = self._build_args_model(arg_docs)
+        self.args_model = self._build_args_model(target, arg_docs)
         params = _strip_titles(self.args_model.model_json_schema())
         params.setdefault("properties", {})
         params.setdefault("required", [])
@@ -223,21 +500,38 @@ class Tool:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": params},
         }
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        if inspect.isfunction(fn) or inspect.ismethod(fn):
+            functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        else:  # a partial or callable object: its own attributes (``name``, ...) must not land on the Tool
+            self.__wrapped__ = fn
+            self.__name__ = self.__qualname__ = self.name
+            self.__doc__ = next((d for d in docs if d), None)
 
-    def _build_args_model(self, arg_docs: Mapping[str, str]) -> type[BaseModel]:
-        fn = self.fn
-        sig = inspect.signature(fn)
+    def _build_args_model(self, target: Callable[..., Any], arg_docs: Mapping[str, str]) -> type[BaseModel]:
+        sig = inspect.signature(self.fn)
         try:
-            hints = get_type_hints(fn, include_extras=True)
+            hints = get_type_hints(target, include_extras=True)
         except Exception as e:  # unresolvable forward reference
             raise ToolDefinitionError(f"tool {self.name!r}: cannot resolve type hints: {e}") from e
         fields: dict[str, Any] = {}
         for pname, param in sig.parameters.items():
-            if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            if pname in self._bound:
+                continue  # fixed by functools.partial
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
                 raise ToolDefinitionError(
-                    f"tool {self.name!r}: *{pname} / **{pname} cannot be described to a model",
+                    f"tool {self.name!r}: *{pname} cannot be described to a model",
                     hint="list each argument as a typed parameter",
+                )
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: **{pname} cannot be described to a model",
+                    hint="list each argument as a typed parameter",
+                )
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: parameter {pname!r} is positional-only; a tool is called with keyword "
+                    "arguments",
+                    hint=f"remove the '/' from the signature so that {pname!r} can be passed by name",
                 )
             if pname not in hints:
                 raise ToolDefinitionError(
@@ -259,11 +553,40 @@ class Tool:
             fields[pname] = (hint, info)
         model_name = "".join(p.capitalize() for p in re.split(r"[_-]", self.name) if p) + "Args"
         try:
-            return create_model(  # type: ignore[call-overload, no-any-return]
+            model = create_model(  # type: ignore[call-overload]
                 model_name, __config__=ConfigDict(extra="forbid"), **fields
             )
         except Exception as e:
             raise ToolDefinitionError(f"tool {self.name!r}: cannot build an argument model: {e}") from e
+        self._check_defaults(model_name, fields)
+        return model  # type: ignore[no-any-return]
+
+    def _check_defaults(self, model_name: str, fields: Mapping[str, tuple[Any, FieldInfo]]) -> None:
+        """Refuse a default that its parameter's type does not accept (``x: int = "abc"``); a call that leaves
+        the argument out would run the function with it. ``default_factory`` values are not built here."""
+        plain = {
+            pname: (hint, FieldInfo.merge_field_infos(info, validate_default=True))
+            for pname, (hint, info) in fields.items()
+            if info.default is not PydanticUndefined and info.default is not ... and info.default_factory is None
+        }
+        if not plain:
+            return
+        try:
+            checker = create_model(f"{model_name}Defaults", **plain)  # type: ignore[call-overload]
+        except Exception:  # pragma: no cover - the argument model with the same fields was built
+            return
+        try:
+            checker.model_validate({})
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            loc = tuple(err.get("loc", ()))
+            pname = str(loc[0]) if loc else next(iter(plain))
+            where = f" (at {_loc(loc)})" if len(loc) > 1 else ""
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: the default of parameter {pname!r} is {plain[pname][1].default!r}, which is "
+                f"not a valid {_type_text(plain[pname][0])}{where}: {err.get('msg', 'invalid value')}",
+                hint=f"change the default or the annotation of {pname!r}",
+            ) from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -282,10 +605,12 @@ class Tool:
         try:
             return self.args_model.model_validate(dict(arguments))
         except ValidationError as e:
-            text = format_validation_error(e, what=f"tool `{self.name}` was called with invalid arguments")
+            problems = validation_problems(e, self.args_model)
+            what = f"tool `{self.name}` was called with invalid arguments"
+            text = format_validation_error(e, what=what, problems=problems)
             expected = ", ".join(f"{k}" for k in self.parameters.get("properties", {}))
             text += f"\nParameters: {expected or '(none)'}. Fix the listed fields and call the tool again."
-            return ToolError(tool=self.name, kind="invalid_arguments", content=text, fields=validation_problems(e))
+            return ToolError(tool=self.name, kind="invalid_arguments", content=text, fields=problems)
 
     async def call(self, arguments: Mapping[str, Any]) -> ToolResult | ToolError:
         """Validate, then run the function (bounded by ``timeout``). Never raises for call problems."""
@@ -363,7 +688,12 @@ def tool(
         name: Tool name shown to the model; defaults to the function name.
         description: Overrides the docstring summary.
         timeout: Seconds after which a call returns a ``timeout`` ToolError.
+
+    Raises:
+        ToolDefinitionError: an option of the wrong type, or a function that cannot be described to a model
+            (an untyped, positional-only or ``*args`` parameter, a default its type does not accept, ...).
     """
+    _check_options(name, description, timeout)
     if fn is not None:
         return Tool(fn, name=name, description=description, timeout=timeout)
 

@@ -17,17 +17,26 @@ model as ``tool`` messages; after ``max_tool_iterations`` rounds of tool calls t
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from tq_agents._tool import Tool, ToolError, ToolResult, format_validation_error, tool
-from tq_agents.errors import AgentTurnError, ConfigError, ModelError, TransientModelError, UserError
+from tq_agents._tool import Tool, ToolError, ToolResult, _got, format_validation_error, tool
+from tq_agents.errors import (
+    AgentTurnError,
+    ConfigError,
+    ModelError,
+    ToolDefinitionError,
+    TransientModelError,
+    UserError,
+)
 from tq_agents.messages import Message, TextMessage, UserInput
 from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ToolCall, ToolChoice, Usage
 
@@ -36,15 +45,49 @@ __all__ = ["Agent", "RetryPolicy", "TurnContext", "TurnResult", "TurnStatus"]
 TurnStatus = Literal["completed", "failed"]
 
 
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_number(value: Any, least: float) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+        and value >= least
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries of a model call that raised ``TransientModelError`` (exponential backoff, via tenacity)."""
+    """Retries of a model call that raised ``TransientModelError`` (exponential backoff, via tenacity).
+
+    Args:
+        attempts: Tries in all, the first one included (``1`` = no retry).
+        initial_s: Wait before the second try, in seconds; each later wait doubles.
+        max_s: The longest wait between two tries, in seconds.
+    """
 
     attempts: int = 3
     initial_s: float = 0.5
     max_s: float = 8.0
 
+    def __post_init__(self) -> None:
+        if not _is_int(self.attempts, 1):
+            raise ConfigError(
+                f"RetryPolicy: attempts must be an int >= 1, got {_got(self.attempts)}",
+                hint="attempts counts the first try too: 1 means no retry",
+            )
+        for name in ("initial_s", "max_s"):
+            value = getattr(self, name)
+            if not _is_number(value, 0):
+                raise ConfigError(f"RetryPolicy: {name} must be a number of seconds >= 0, got {_got(value)}")
+
     def retrying(self) -> AsyncRetrying:
+        """A fresh tenacity ``AsyncRetrying`` for one model call: ``attempts`` tries in all, exponential waits
+        (``initial_s``, doubling, at most ``max_s``) between them, retrying only ``TransientModelError``; the last
+        error is re-raised. Use as ``async for attempt in policy.retrying(): with attempt: ...``.
+        """
         return AsyncRetrying(
             stop=stop_after_attempt(max(1, self.attempts)),
             wait=wait_exponential(multiplier=self.initial_s, max=self.max_s),
@@ -75,6 +118,11 @@ class TurnContext:
     turn_id: str = "turn"
 
     def __init__(self, retry: RetryPolicy | None = None) -> None:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                f"TurnContext: retry must be a RetryPolicy, got {_got(retry)}",
+                hint="e.g. TurnContext(RetryPolicy(attempts=3, initial_s=0.5, max_s=8.0))",
+            )
         self.retry = retry or RetryPolicy()
 
     async def complete(self, agent: Agent, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
@@ -104,21 +152,95 @@ def render_inputs(inputs: Sequence[Message]) -> str:
     return "\n\n".join(f"[{m.source or 'input'}]\n{m.to_prompt()}" for m in inputs)
 
 
+_MODEL_HINT = (
+    "build a model object, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local (in process), "
+    "OpenAICompatible(base_url, 'model-name') from tq_agents.models.openai_compat (a server), or "
+    "tq_agents.testing.ScriptedModel for tests"
+)
+
+
+def _check_agent_options(
+    name: Any,
+    *,
+    instructions: Any,
+    model: Any,
+    max_tool_iterations: Any,
+    max_output_retries: Any,
+    tool_choice: Any,
+    max_tokens: Any,
+    temperature: Any,
+    enable_thinking: Any,
+) -> None:
+    """``ConfigError`` naming the agent and the first bad ``Agent(...)`` argument, and what it must be."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"agent {name!r}: name must be a non-empty str, got {_got(name)}",
+            hint="the name is the agent's node name in a workflow, e.g. Agent('support', ...)",
+        )
+    who = f"agent {name!r}"
+    if not isinstance(instructions, str):
+        raise ConfigError(f"{who}: instructions must be a str, got {_got(instructions)}", hint="use '' for none")
+    if model is not None and not callable(getattr(model, "complete", None)):
+        raise ConfigError(
+            f"{who}: model must be a ChatModel (an object with an async complete(request) method) or None, "
+            f"got {_got(model)}",
+            hint=f"a model name is not a model: {_MODEL_HINT}" if isinstance(model, str) else _MODEL_HINT,
+        )
+    if not _is_int(max_tool_iterations, 0):
+        raise ConfigError(
+            f"{who}: max_tool_iterations must be an int >= 0, got {_got(max_tool_iterations)}",
+            hint="the rounds of tool calls one turn may make; 0 allows none",
+        )
+    if not _is_int(max_output_retries, 0):
+        raise ConfigError(f"{who}: max_output_retries must be an int >= 0, got {_got(max_output_retries)}")
+    if tool_choice is not None and not isinstance(tool_choice, str):
+        raise ConfigError(
+            f"{who}: tool_choice must be None or a str ('auto', 'required', 'none' or a tool name), "
+            f"got {_got(tool_choice)}"
+        )
+    if max_tokens is not None and not _is_int(max_tokens, 1):
+        raise ConfigError(f"{who}: max_tokens must be None or an int >= 1, got {_got(max_tokens)}")
+    if not _is_number(temperature, 0):
+        raise ConfigError(f"{who}: temperature must be a number >= 0, got {_got(temperature)}", hint="e.g. 0.7")
+    if enable_thinking is not None and not isinstance(enable_thinking, bool):
+        raise ConfigError(f"{who}: enable_thinking must be None or a bool, got {_got(enable_thinking)}")
+
+
+def _check_tools(name: str, tools: Any) -> Sequence[Any]:
+    """``tools`` as a sequence, or a ``ConfigError`` for a str, a mapping, a lone tool or a non-sequence."""
+    if tools is None:
+        return ()
+    if isinstance(tools, Tool) or (callable(tools) and not isinstance(tools, (Sequence, Mapping))):
+        what = f"a Tool ({tools.name!r})" if isinstance(tools, Tool) else f"one function ({_got(tools)})"
+        raise ConfigError(
+            f"agent {name!r}: tools must be a list or tuple of tools, got {what}", hint="wrap it in a list: tools=[...]"
+        )
+    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+        raise ConfigError(
+            f"agent {name!r}: tools must be a list or tuple of tools, got {_got(tools)}",
+            hint="e.g. tools=[lookup_order, refund] (Tool objects or typed functions)",
+        )
+    return tools
+
+
 class Agent:
     """An LLM-backed workflow node.
 
     Args:
-        name: Unique node name; also sent as ``ChatRequest.agent`` (``ScriptedModel`` scripts key on it).
+        name: Unique node name (a non-empty str); also sent as ``ChatRequest.agent`` (``ScriptedModel`` scripts
+            key on it).
         instructions: The role's system prompt.
-        model: The ``ChatModel``; if ``None`` the workflow's model is used.
-        tools: ``Tool`` objects (or plain typed functions, wrapped with ``@tool``).
+        model: The ``ChatModel`` (an object with an async ``complete``); if ``None`` the workflow's model is used.
+        tools: A list or tuple of ``Tool`` objects (or plain typed functions, wrapped with ``@tool``); ``None``
+            means none.
         output_type: A ``Message`` subclass; ``TextMessage`` means free text.
-        max_tool_iterations: Rounds of tool calls allowed in one turn before it fails.
-        max_output_retries: How often an unparsable final answer is fed back before the turn fails.
+        max_tool_iterations: Rounds of tool calls allowed in one turn before it fails (``0``: a tool call fails
+            the turn, or with ``final_answer_without_tools`` every request forbids tools).
+        max_output_retries: How often an unparsable final answer is fed back before the turn fails (``>= 0``).
         tool_choice: ``"auto"``/``"required"``/``"none"``/a tool name, for the first request of a turn (and for the
             next one while a round brought only malformed calls, so a required call is still owed).
-        max_tokens: Completion-token cap per model call.
-        temperature: Sampling temperature.
+        max_tokens: Completion-token cap per model call (``None`` or ``>= 1``).
+        temperature: Sampling temperature (a number ``>= 0``).
         enable_thinking: Qwen3 thinking switch (``None`` = model default).
         remember: Show the node's earlier turns (inputs and answers) in later turns.
         final_answer_without_tools: Once the turn has used ``max_tool_iterations`` rounds of tool calls, or
@@ -134,7 +256,7 @@ class Agent:
         instructions: str = "",
         *,
         model: ChatModel | None = None,
-        tools: Sequence[Tool | Any] = (),
+        tools: Sequence[Tool | Callable[..., Any]] | None = (),
         output_type: type[Message] = TextMessage,
         max_tool_iterations: int = 8,
         max_output_retries: int = 2,
@@ -145,6 +267,17 @@ class Agent:
         remember: bool = True,
         final_answer_without_tools: bool = False,
     ) -> None:
+        _check_agent_options(
+            name,
+            instructions=instructions,
+            model=model,
+            max_tool_iterations=max_tool_iterations,
+            max_output_retries=max_output_retries,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            enable_thinking=enable_thinking,
+        )
         if not isinstance(output_type, type) or not issubclass(output_type, Message):
             raise ConfigError(
                 f"agent {name!r}: output_type must be a Message subclass, got {output_type!r}",
@@ -154,8 +287,11 @@ class Agent:
         self.instructions = instructions
         self.model = model
         self.tools: dict[str, Tool] = {}
-        for t in tools:
-            t = t if isinstance(t, Tool) else tool(t)
+        for i, t in enumerate(_check_tools(name, tools)):
+            try:
+                t = t if isinstance(t, Tool) else tool(t)
+            except ToolDefinitionError as e:
+                raise ToolDefinitionError(f"agent {name!r}: tools[{i}]: {e.message}", hint=e.hint) from e
             if t.name in self.tools:
                 raise ConfigError(f"agent {name!r}: two tools are named {t.name!r}")
             self.tools[t.name] = t
@@ -166,7 +302,7 @@ class Agent:
         if tool_choice not in (None, "auto", "required", "none") and tool_choice not in self.tools:
             raise ConfigError(f"agent {name!r}: tool_choice {tool_choice!r} is not one of its tools")
         self.max_tokens = max_tokens
-        self.temperature = temperature
+        self.temperature = float(temperature)
         self.enable_thinking = enable_thinking
         self.remember = remember
         self.final_answer_without_tools = final_answer_without_tools
@@ -260,7 +396,7 @@ class Agent:
             return self.output_type.from_payload(data, source=self.name, run_id=run_id)
         except ValidationError as e:
             what = f"the answer does not match the `{self.output_type.type_name}` schema"
-            return format_validation_error(e, what=what)
+            return format_validation_error(e, what=what, model=self.output_type)
 
     async def run_turn(
         self,
@@ -273,7 +409,8 @@ class Agent:
         """Run one turn on ``inputs``. Never raises for model/tool/parse problems: see ``TurnResult.status``.
 
         ``ModelError`` that survives the context's retries is turned into a failed result as well;
-        ``asyncio.CancelledError`` propagates.
+        ``asyncio.CancelledError`` propagates. Raises ``UserError`` when there is no model, and ``ConfigError``
+        when ``model`` is not a ``ChatModel`` (the agent's own arguments were checked when it was built).
         """
         ctx = context or _DEFAULT_CONTEXT
         model = model or self.model
@@ -281,6 +418,12 @@ class Agent:
             raise UserError(
                 f"agent {self.name!r} has no model",
                 hint="pass model=... to the Agent, or to the Workflow / run() so every agent without one uses it",
+            )
+        if model is not self.model and not callable(getattr(model, "complete", None)):
+            raise ConfigError(
+                f"agent {self.name!r}: model must be a ChatModel (an object with an async complete(request) method), "
+                f"got {_got(model)}",
+                hint=f"a model name is not a model: {_MODEL_HINT}" if isinstance(model, str) else _MODEL_HINT,
             )
         messages = self.build_messages(inputs, history)
         result = TurnResult("failed", None, "", _NO_USAGE, 0, 0, messages)
@@ -356,6 +499,28 @@ class Agent:
             )
         return out
 
+    def _run_inputs(self, input: Any) -> list[Message]:
+        if isinstance(input, str):
+            return [UserInput(text=input, source="user")]
+        if isinstance(input, Message):
+            return [input]
+        if not isinstance(input, Sequence) or isinstance(input, (bytes, bytearray)):
+            raise UserError(
+                f"agent {self.name!r}: run() input must be a str, a Message or a sequence of Messages, "
+                f"got {_got(input)}",
+                hint="e.g. agent.run('Where is order A1001?') or agent.run([UserInput(text='...')])",
+            )
+        inputs = list(input)
+        if not inputs:
+            raise UserError(f"agent {self.name!r}: run() needs at least one input message, got an empty sequence")
+        for i, m in enumerate(inputs):
+            if not isinstance(m, Message):
+                raise UserError(
+                    f"agent {self.name!r}: run() input[{i}] must be a Message, got {_got(m)}",
+                    hint="wrap text in a message, e.g. UserInput(text='...')",
+                )
+        return inputs
+
     async def run(
         self,
         input: str | Message | Sequence[Message],
@@ -363,13 +528,12 @@ class Agent:
         model: ChatModel | None = None,
         context: TurnContext | None = None,
     ) -> Message:
-        """Run one turn outside a workflow and return its output; raise ``AgentTurnError`` if it fails."""
-        if isinstance(input, str):
-            inputs: Sequence[Message] = [UserInput(text=input, source="user")]
-        elif isinstance(input, Message):
-            inputs = [input]
-        else:
-            inputs = list(input)
+        """Run one turn outside a workflow and return its output; raise ``AgentTurnError`` if it fails.
+
+        ``input`` is a str (sent as a ``UserInput``), a ``Message``, or a non-empty sequence of ``Message``;
+        anything else raises ``UserError``.
+        """
+        inputs = self._run_inputs(input)
         t0 = time.perf_counter()
         res = await self.run_turn(inputs, context=context, model=model)
         if res.output is None:

@@ -93,6 +93,7 @@ class Usage(BaseModel):
 
     @property
     def total_tokens(self) -> int:
+        """``prompt_tokens + completion_tokens`` (cached prompt tokens are part of ``prompt_tokens``)."""
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
@@ -127,9 +128,12 @@ class ChatRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def tool_names(self) -> list[str]:
+        """The names of the offered tools, in the order of ``tools``."""
         return [t["function"]["name"] for t in self.tools]
 
     def openai_messages(self) -> list[dict[str, Any]]:
+        """``messages`` as plain OpenAI-shaped dicts (``ChatMessage.to_openai``: tool-call arguments stay
+        mappings, ``reasoning_content`` is kept apart), e.g. for a chat template or an HTTP request body."""
         return [m.to_openai() for m in self.messages]
 
 
@@ -163,16 +167,40 @@ class ChatModel(Protocol):
     """
 
     @property
-    def model_name(self) -> str: ...
+    def model_name(self) -> str:
+        """The model's name as shown in logs, events and ``ChatResponse.model`` (e.g. a hub id)."""
+        ...
 
-    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Answer ``request`` with one assistant message: return a ``ChatResponse`` whose ``message`` has
+        ``role="assistant"``, with ``usage`` filled in where the backend knows it. Tool calls the model tried to
+        make but that could not be parsed go into ``tool_call_errors`` (the agent shows them to the model), not
+        into an exception.
+
+        Errors: raise ``tq_agents.errors.TransientModelError`` for failures worth retrying (rate limit, 5xx,
+        connection reset, timeout): the agent's ``TurnContext`` retries them with its ``RetryPolicy``. Raise
+        another ``ModelError`` (``ModelRequestError``, ``ModelUnavailableError``) for failures that retrying will
+        not heal: they are not retried, and the turn fails with the error's message (a run records the failed
+        call). Any other exception is treated as a bug: the node's turn fails with it.
+
+        Concurrency: one model object serves a whole workflow, and the scheduler runs ready nodes concurrently,
+        so ``complete`` may be awaited by several tasks at once on the same event loop. Implementations must
+        allow that (serialise internally if the backend cannot serve requests in parallel) and must not block
+        the event loop. The awaiting task may be cancelled (``run.cancel()``, a deadline):
+        ``asyncio.CancelledError`` must propagate, leaving the model usable. Treat ``request`` as read-only; in a
+        run, ``request.metadata`` holds the ``run_id`` and ``turn_id`` of the call.
+        """
+        ...
 
 
 @runtime_checkable
 class StreamingChatModel(ChatModel, Protocol):
     """A ``ChatModel`` that can also stream tokens. The last delta carries the full ``ChatResponse``."""
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]: ...
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        """Yield ``StreamDelta`` pieces as tokens are generated; the last one carries the full ``ChatResponse``
+        (as ``complete`` would return it). Errors and concurrency follow ``complete``."""
+        ...
 
 
 def tool_schema_map(tools: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
