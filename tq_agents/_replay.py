@@ -47,6 +47,7 @@ class ReplayReport:
 
     @property
     def diverged(self) -> bool:
+        """Whether the replay differed from the record (``divergence`` says where first)."""
         return self.divergence is not None
 
 

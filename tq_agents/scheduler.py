@@ -80,6 +80,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the run completed (any other status: failed, cancelled, or stopped by a budget)."""
         return self.status == "completed"
 
     def to_dict(self) -> dict[str, Any]:
