@@ -63,19 +63,24 @@ def _build(name: str, model: ChatModel, file: Path | None) -> Workflow:
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def _open_store(path: Path, *, must_exist: bool) -> RunStore:
+def _open_store(path: Path, *, must_exist: bool, readonly: bool = False) -> RunStore:
+    """The run store at ``path``; ``readonly`` for the commands that only read it (``tq runs``, ``tq replay``):
+    they work on read-only files and media and write nothing, not even a ``-wal``/``-shm`` file beside it."""
     from tq_agents.store import SQLiteRunStore
 
-    if must_exist and not path.exists():
+    if (must_exist or readonly) and not path.exists():
         raise ConfigError(f"no run store at {path}", hint="pass the --store used by `tq run` (or set TQ_STORE)")
     hint = "pass --store PATH (or set TQ_STORE) to a .sqlite file in a directory you can write to"
     if path.is_dir():
         raise ConfigError(f"run store {path} is a directory, not a file", hint=hint)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or e
-        raise ConfigError(f"cannot create run store {path}: {why} ({e.filename or path.parent})", hint=hint) from None
+    if not readonly:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or e
+            raise ConfigError(
+                f"cannot create run store {path}: {why} ({e.filename or path.parent})", hint=hint
+            ) from None
     try:
         with path.open("rb") as f:
             head = f.read(len(_SQLITE_HEADER))
@@ -88,7 +93,7 @@ def _open_store(path: Path, *, must_exist: bool) -> RunStore:
             f"{path} is not a run store (not an SQLite database)",
             hint="pass the --store file `tq run` wrote (or set TQ_STORE), or a new path",
         )
-    return SQLiteRunStore(path)
+    return SQLiteRunStore(path, readonly=readonly)
 
 
 def _message_json(msg: Message | None) -> dict[str, Any] | None:
@@ -354,7 +359,7 @@ def runs_command(store: Path, *, limit: int, json_out: bool) -> None:
     if not store.exists():
         sys.stdout.write("[]\n" if json_out else f"no runs in {store} (no store yet)\n")
         return
-    st = _open_store(store, must_exist=False)
+    st = _open_store(store, must_exist=True, readonly=True)
     try:
         runs = st.list_runs(limit=limit)
     finally:
@@ -459,7 +464,7 @@ def replay_command(run_id: str, store: Path, *, json_out: bool, file: Path | Non
     """``tq replay``: re-execute from the record; exit 0 when it reproduces the run, 1 on divergence."""
     from tq_agents._replay import replay
 
-    st = _open_store(store, must_exist=True)
+    st = _open_store(store, must_exist=True, readonly=True)  # the replay is recorded in memory, not here
     try:
         inv = _invocation(st, run_id)
         info = st.get_run(run_id)
