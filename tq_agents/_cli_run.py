@@ -422,6 +422,7 @@ def resume_command(
     json_out: bool,
     file: Path | None = None,
     model_from_env: bool = False,
+    force: bool = False,
 ) -> int:
     """``tq resume``: finish an interrupted run with the workflow and model it was started with.
 
@@ -445,7 +446,7 @@ def resume_command(
         wf = _build(inv.get("workflow") or info.workflow, chat_model, wf_file)
 
         async def go() -> RunResult:
-            run = start_resume(run_id, wf, st, model=chat_model)
+            run = start_resume(run_id, wf, st, model=chat_model, force=force)
             console = _stderr_console(json_out)
             view = LiveView(wf, run_id) if console is not None else None
             return await _watch(run, view, console)

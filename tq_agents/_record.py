@@ -136,7 +136,8 @@ class RunRecord:
     turns: dict[str, TurnRecord] = field(default_factory=dict)
     # the budgets in force at the end: the run's, or those of its last resume
     budgets: dict[str, Any] = field(default_factory=dict)
-    # the process that last ran it (its start or its last resume): (host, pid, since when), if recorded
+    # the process running it: that of its start or last resume, unless a RunFinished came after; (host, pid,
+    # since when) where recorded
     owner: tuple[str, int, float] | None = None
 
     @classmethod
@@ -159,6 +160,7 @@ class RunRecord:
                 rec.owner = (ev.host, ev.pid, ev.ts) if ev.pid is not None else None
             elif isinstance(ev, RunFinished):
                 rec.finished = ev
+                rec.owner = None  # ended or stopped: no process runs it now
             elif isinstance(ev, NodeStarted):
                 rec.turns[ev.turn_id] = TurnRecord(ev.turn_id, ev.node, ev.visit, list(ev.inputs))
             elif isinstance(ev, ModelCallStarted) and ev.turn_id in rec.turns:

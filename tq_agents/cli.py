@@ -177,11 +177,16 @@ def resume(
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
     file: FileOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Resume even though the process recorded as running it is still alive."),
+    ] = False,
 ) -> None:
     """Finish a run that crashed or was interrupted: completed turns are not re-run.
 
     It uses the model (and --base-url) the run was started with; --model switches to another model, which
-    is then called at --base-url only if that is given too.
+    is then called at --base-url only if that is given too. A run still going in another live process on this
+    host is refused (resuming it would run its turns twice); --force overrides.
     """
     from tq_agents._cli_run import resume_command
 
@@ -196,6 +201,7 @@ def resume(
         api_key=api_key,
         json_out=json_out,
         file=file,
+        force=force,
     )
     raise typer.Exit(code)
 

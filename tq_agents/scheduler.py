@@ -963,7 +963,7 @@ def start_resume(
         record = RunRecord.load(st, run_id)
         if record.started is None:
             raise RunError(f"run {run_id!r} has no RunStarted event; it cannot be resumed")
-        if not force and (record.finished is None or record.finished.status not in _ENDED):
+        if not force:
             _refuse_if_running(run_id, record)
     except BaseException:
         if st is not store:

@@ -132,3 +132,35 @@ def test_bad_rows_and_damaged_files_name_the_store(tq):
         proc = tq(*args)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert f"{args[-1]}" in proc.stderr and "damaged" in proc.stderr, (args, proc.stderr)
+
+
+def test_resume_refuses_a_run_another_live_process_runs_unless_forced(tq) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+
+    from tq_agents import SQLiteRunStore
+
+    run_id = _echo_run(tq)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        st = SQLiteRunStore(tq.store)  # that process took the run over (as a resume of it would record)
+        st.append(run_id, "RunResumed", {"rerun": [], "budgets": {}, "pid": other.pid, "host": socket.gethostname()})
+        st.close()
+        refused = tq("resume", run_id)
+        assert refused.returncode == 1
+        assert f"still running in process {other.pid} on this host" in refused.stderr
+        assert "--force" in refused.stderr
+        forced = tq("resume", run_id, "--force")
+        assert "still running" not in forced.stderr
+        assert forced.returncode == 0, forced.stderr
+        # once that process has stopped the run (e.g. cancelled it), it may be resumed while the process lives on
+        st = SQLiteRunStore(tq.store)
+        st.append(run_id, "RunResumed", {"rerun": [], "budgets": {}, "pid": other.pid, "host": socket.gethostname()})
+        st.append(run_id, "RunFinished", {"status": "cancelled", "reason": "cancelled by the caller", "turns": 1})
+        st.close()
+        stopped = tq("resume", run_id)
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        other.kill()
+        other.wait()
