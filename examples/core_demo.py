@@ -89,5 +89,5 @@ async def main(store: str | None) -> int:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default=None, help="SQLite file for the run log (default: in memory)")
+    ap.add_argument("--store", default=":memory:", help="SQLite file for the run log (default: in memory)")
     raise SystemExit(asyncio.run(main(ap.parse_args().store)))

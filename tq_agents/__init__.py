@@ -18,6 +18,7 @@ wf = (
     .add_node(Agent("reviewer", "Review it.", output_type=Review))
     .add_edge("writer", "reviewer")
     .add_edge("reviewer", "writer", condition=lambda r: r.verdict == "revise")
+    .set_entry("writer")                                         # (every node has a predecessor)
 )
 result = wf.run_sync("a haiku about queues", store="runs.sqlite", max_turns=10)
 # async: run = wf.start(...); async for ev in run.events(): ...; await run.result()

@@ -63,6 +63,19 @@ def _build(name: str, model: ChatModel, file: Path | None) -> Workflow:
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def _store_flag(store: Path) -> str:
+    """`` --store PATH`` for a command line to copy, unless ``store`` is the default one (then nothing)."""
+    import shlex
+
+    from tq_agents.store import default_store_path
+
+    try:
+        default = store.resolve() == default_store_path().resolve()
+    except OSError:
+        default = False
+    return "" if default else f" --store {shlex.quote(str(store))}"
+
+
 def _open_store(path: Path, *, must_exist: bool, readonly: bool = False) -> RunStore:
     """The run store at ``path``; ``readonly`` for the commands that only read it (``tq runs``, ``tq replay``):
     they work on read-only files and media and write nothing, not even a ``-wal``/``-shm`` file beside it."""
@@ -259,11 +272,19 @@ def _summary(result: RunResult, store: Path) -> None:
         head.append(f"\nreason: {result.reason}")
     out = result.output
     body = Text(_message_text(out))
-    title = Text(f"{result.workflow} → {out.type_name if out else 'no output'}")
+    if result.status == "completed" or out is None:
+        title = Text(f"{result.workflow} → {out.type_name if out else 'no output'}")
+    else:  # not an answer: what the run had got to when it stopped
+        title = Text(f"{result.workflow}: last message before it stopped ({out.type_name} from {out.source})")
     console = Console(highlight=False)
     console.print(head)
     console.print(Panel(body, title=title, title_align="left", expand=False))
-    console.print(Text(f"store {store} · tq replay {result.run_id}", style="dim"))
+    flag = _store_flag(store)
+    footer = f"store {store} · tq replay {result.run_id}{flag}"
+    if result.status in ("cancelled", "deadline", "max_turns", "max_tokens"):
+        more = {"max_turns": " --max-turns N", "max_tokens": " --max-tokens N", "deadline": " --deadline S"}
+        footer += f" · continue: tq resume {result.run_id}{flag}{more.get(result.status, '')}"
+    console.print(Text(footer, style="dim"))
 
 
 def _stderr_console(json_out: bool) -> Console | None:
@@ -318,7 +339,9 @@ def run_command(
 ) -> int:
     """``tq run``: build the model and workflow, run with the live view, print the summary; the exit code."""
     from tq_agents._cli_model import resolve_model
+    from tq_agents.workflows import get
 
+    get(name, file=file)  # an unknown workflow is reported as such, before a model is looked for
     chat_model = resolve_model(model, base_url=base_url, api_key=api_key)
     wf = _build(name, chat_model, file)
     st = _open_store(store, must_exist=False)
@@ -343,7 +366,9 @@ def run_command(
         result = asyncio.run(go())
     except KeyboardInterrupt:
         if started:  # the log holds every completed turn: the run can be finished later
-            sys.stderr.write(f"interrupted: run {started[0]} can be finished with `tq resume {started[0]}`\n")
+            sys.stderr.write(
+                f"interrupted: run {started[0]} can be finished with `tq resume {started[0]}{_store_flag(store)}`\n"
+            )
         raise
     finally:
         st.close()
@@ -423,6 +448,9 @@ def resume_command(
     file: Path | None = None,
     model_from_env: bool = False,
     force: bool = False,
+    max_turns: int | None = None,
+    max_tokens: int | None = None,
+    deadline: float | None = None,
 ) -> int:
     """``tq resume``: finish an interrupted run with the workflow and model it was started with.
 
@@ -446,12 +474,30 @@ def resume_command(
         wf = _build(inv.get("workflow") or info.workflow, chat_model, wf_file)
 
         async def go() -> RunResult:
-            run = start_resume(run_id, wf, st, model=chat_model, force=force)
+            run = start_resume(
+                run_id,
+                wf,
+                st,
+                model=chat_model,
+                force=force,
+                max_turns=max_turns,
+                max_tokens=max_tokens,
+                deadline_s=deadline,
+            )
+            if run._result is not None and run.status in ("completed", "failed"):  # ended before: nothing re-run
+                failed = run.status == "failed"
+                why = ": a failed run cannot be resumed, start a new one with `tq run`" if failed else ""
+                sys.stderr.write(f"run {run_id} had already ended ({run.status}); nothing was run again{why}\n")
             console = _stderr_console(json_out)
             view = LiveView(wf, run_id) if console is not None else None
             return await _watch(run, view, console)
 
-        result = asyncio.run(go())
+        try:
+            result = asyncio.run(go())
+        except KeyboardInterrupt:  # stopped again: resumable again
+            again = f"tq resume {run_id}{_store_flag(store)}"
+            sys.stderr.write(f"interrupted: run {run_id} can be finished with `{again}`\n")
+            raise
     finally:
         st.close()
     if json_out:

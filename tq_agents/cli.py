@@ -64,6 +64,10 @@ BaseUrlOpt = Annotated[
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="TQ_API_KEY", help="API key for --base-url.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the live view.")]
+JsonListOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one line) instead of text.")]
+MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=1, help="Stop after this many turns.")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget for the run.")]
+DeadlineOpt = Annotated[float | None, typer.Option("--deadline", min=0.001, help="Wall-clock budget, seconds.")]
 
 
 @app.callback()
@@ -130,9 +134,9 @@ def run(
     api_key: ApiKeyOpt = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
-    max_turns: Annotated[int | None, typer.Option("--max-turns", min=1, help="Stop after this many turns.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget for the run.")] = None,
-    deadline: Annotated[float | None, typer.Option("--deadline", min=0.001, help="Wall-clock budget, seconds.")] = None,
+    max_turns: MaxTurnsOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    deadline: DeadlineOpt = None,
     file: FileOpt = None,
 ) -> None:
     """Run a workflow by name, with a live view of nodes, turns, tokens/s and tool calls."""
@@ -159,7 +163,7 @@ def run(
 def runs(
     store: StoreOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many, newest first.")] = 20,
-    json_out: JsonOpt = False,
+    json_out: JsonListOpt = False,
 ) -> None:
     """List the runs in the store, newest first."""
     from tq_agents._cli_run import runs_command
@@ -181,12 +185,17 @@ def resume(
         bool,
         typer.Option("--force", help="Resume even though the process recorded as running it is still alive."),
     ] = False,
+    max_turns: MaxTurnsOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    deadline: DeadlineOpt = None,
 ) -> None:
     """Finish a run that crashed or was interrupted: completed turns are not re-run.
 
     It uses the model (and --base-url) the run was started with; --model switches to another model, which
-    is then called at --base-url only if that is given too. A run still going in another live process on this
-    host is refused (resuming it would run its turns twice); --force overrides.
+    is then called at --base-url only if that is given too. The budgets are the recorded ones unless given:
+    a run stopped by --max-turns/--max-tokens/--deadline continues with a larger one. A run that had ended
+    (completed or failed) is shown as it ended; nothing runs again. A run still going in another live process
+    on this host is refused (resuming it would run its turns twice); --force overrides.
     """
     from tq_agents._cli_run import resume_command
 
@@ -202,6 +211,9 @@ def resume(
         json_out=json_out,
         file=file,
         force=force,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        deadline=deadline,
     )
     raise typer.Exit(code)
 
@@ -210,7 +222,7 @@ def resume(
 def replay(
     run_id: Annotated[str, typer.Argument(help="Run id (see `tq runs`).")],
     store: StoreOpt = None,
-    json_out: JsonOpt = False,
+    json_out: JsonListOpt = False,
     file: FileOpt = None,
 ) -> None:
     """Re-execute a finished run with its recorded model outputs; report the first divergence."""

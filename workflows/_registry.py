@@ -15,7 +15,7 @@ the run should use and returns a ``Workflow``::
     @workflow("haiku", description="Write a haiku about the input.")
     def haiku(model):
         poet = Agent("poet", instructions="Write a haiku about the user's text.", model=model)
-        return Workflow("haiku").add(poet)
+        return Workflow("haiku").add_node(poet)
 """
 
 from __future__ import annotations
