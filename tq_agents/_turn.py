@@ -83,6 +83,7 @@ class _Context(TurnContext):
         usage = response.usage
         run.prompt_tokens += usage.prompt_tokens
         run.completion_tokens += usage.completion_tokens
+        run.cached_prompt_tokens += usage.cached_prompt_tokens
         run.total_tokens += usage.prompt_tokens + usage.completion_tokens
         run._log(
             ModelCallFinished,

@@ -98,7 +98,8 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class TurnResult:
-    """What one agent turn produced. ``status`` is ``completed`` (``output`` set) or ``failed`` (``reason``)."""
+    """What one agent turn produced. ``status`` is ``completed`` (``output`` set) or ``failed`` (``reason``;
+    ``hint``: what to do about it, when the failure came with one, e.g. a ``ModelError``'s hint)."""
 
     status: TurnStatus
     output: Message | None = None
@@ -107,6 +108,7 @@ class TurnResult:
     model_calls: int = 0
     tool_calls: int = 0
     transcript: list[ChatMessage] = field(default_factory=list)
+    hint: str = ""
 
 
 class TurnContext:
@@ -442,6 +444,7 @@ class Agent:
                 response = await ctx.complete(self, model, request, result.model_calls)
             except ModelError as e:
                 result.reason = f"model call failed: {type(e).__name__}: {e.message}"
+                result.hint = e.hint or ""
                 return result
             result.model_calls += 1
             # one model call (the common case): its usage is the turn's, no new object needed
@@ -537,8 +540,8 @@ class Agent:
         t0 = time.perf_counter()
         res = await self.run_turn(inputs, context=context, model=model)
         if res.output is None:
-            raise AgentTurnError(
+            raise AgentTurnError(  # a model error's own hint says best what to do
                 f"{res.reason} (after {time.perf_counter() - t0:.2f} s, {res.model_calls} model call(s))",
-                hint="inspect the transcript with run_turn(...).transcript",
+                hint=res.hint or "inspect the transcript with run_turn(...).transcript",
             )
         return res.output

@@ -11,6 +11,14 @@ async for ev in run.events():
 
 ``Event.to_dict()`` gives a JSON-able dict (``kind``, ``run_id``, ``seq``, ``ts`` and the fields) for ``--json``
 output; ``event_from_stored`` rebuilds the typed event from a stored row.
+
+Turns. A turn opens with ``NodeStarted`` and normally closes with its ``NodeFinished`` (same ``turn_id``). A turn
+that a stop interrupts (``cancel()``, the deadline, the token budget, another turn's failure, an internal error)
+gets no ``NodeFinished``: a UI should treat every turn still open at ``RunFinished`` as closed, stopped, with the
+run's status (``cancelled``, ``deadline``, ``max_tokens``, ``failed``). A ``RunResumed`` re-opens the turns its
+``rerun`` lists: they run again under the same ``turn_id`` without a new ``NodeStarted`` (their recorded model
+answers and tool results are reused, not logged again) and close with a ``NodeFinished`` as usual. A process that
+dies leaves no ``RunFinished``: its turns stay open until the run is resumed.
 """
 
 from __future__ import annotations
@@ -175,12 +183,20 @@ class Event:
         return _json(fields) if cls._scheduler_values else _to_json(fields)
 
     def to_json(self) -> str:
-        """``{"kind", "run_id", "seq", "ts", **payload}`` as JSON (messages and responses as objects)."""
+        """``{"kind", "run_id", "seq", "ts", **payload}`` as strict JSON (messages and responses as objects).
+
+        A non-finite float (in a message, tool arguments, ...) is written as the string ``"Infinity"``,
+        ``"-Infinity"`` or ``"NaN"``, so that any JSON parser reads the output. (The stored payload, see
+        ``payload_json``, keeps them as the constants ``Infinity``/``NaN``, which load back as floats.)"""
         head = {"kind": self.kind, "run_id": self.run_id, "seq": self.seq, "ts": self.ts}
-        return pydantic_core.to_json({**head, **self.payload()}).decode()
+        text = pydantic_core.to_json({**head, **self.payload()}).decode()
+        if "NaN" in text or "Infinity" in text:  # maybe a non-finite float (or just the word in a string)
+            # parse_constant gets only the bare constants, never string contents: each becomes its name
+            text = json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False, separators=(",", ":"))
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of ``to_json``."""
+        """JSON-able dict of ``to_json`` (strict JSON values: a non-finite float as ``"Infinity"`` etc.)."""
         return json.loads(self.to_json())  # type: ignore[no-any-return]
 
     @classmethod
@@ -205,7 +221,11 @@ class RunStarted(Event):
 @dataclass(slots=True, kw_only=True)
 class RunResumed(Event):
     """A crashed/interrupted run continues; ``rerun`` lists in-flight turns that run again; ``budgets`` are
-    those in force from here on (``max_turns``, ``max_tokens``, ``deadline_s``; empty in older logs)."""
+    those in force from here on (``max_turns``, ``max_tokens``, ``deadline_s``; empty in older logs).
+
+    Each turn in ``rerun`` had a ``NodeStarted`` before and no ``NodeFinished``; this event re-opens it (no new
+    ``NodeStarted`` follows): its ``NodeFinished`` comes later under the same ``turn_id``. A UI that closed it
+    as stopped at an earlier ``RunFinished`` shows it as running again (see the module docstring)."""
 
     rerun: list[str] = field(default_factory=list)
     budgets: dict[str, Any] = field(default_factory=dict)
@@ -339,7 +359,11 @@ class MessageEmitted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class NodeFinished(Event):
-    """A turn ended. ``status``: completed | failed. ``routed``: [target, message id] pairs sent along edges."""
+    """A turn ended. ``status``: completed | failed. ``routed``: [target, message id] pairs sent along edges.
+
+    A turn interrupted by a stop (cancel, deadline, token budget, another turn's failure) gets none: it is closed, as
+    stopped, by the run's ``RunFinished``; after a resume that re-opens it (``RunResumed.rerun``) its
+    ``NodeFinished`` arrives without a new ``NodeStarted``."""
 
     _scheduler_values: ClassVar[bool] = True
 
@@ -366,7 +390,10 @@ class InputDropped(Event):
 
 @dataclass(slots=True, kw_only=True)
 class RunFinished(Event):
-    """The run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline."""
+    """The run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline.
+
+    Token counts are the whole run's (every model call, resumes included); ``output`` is the id of the
+    ``RunResult.output`` message. Turns still open here (no ``NodeFinished``) were stopped by it."""
 
     _scheduler_values: ClassVar[bool] = True
 
@@ -375,6 +402,7 @@ class RunFinished(Event):
     turns: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # part of prompt_tokens, served from a prefix cache (0 in older logs)
     output: str | None = None
     duration_s: float = 0.0
 

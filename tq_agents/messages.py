@@ -8,6 +8,13 @@ Every message is a pydantic v2 model deriving from ``Message``. User types are p
 
 Each subclass registers itself under ``type_name`` (the class name unless set), so any message
 round-trips losslessly through JSON with ``Message.from_json(m.to_json())`` — the run store relies on it.
+Every serialisation of a message agrees on two points that plain pydantic leaves open:
+
+* a non-finite float is written as the JSON constants ``Infinity`` / ``-Infinity`` / ``NaN`` (not ``null``,
+  which would not load back into a ``float`` field); Python's ``json.loads`` and pydantic read them back;
+* a field with an alias (``from_: str = Field(alias="from")``) is stored under its field name by ``to_dict`` /
+  ``to_json`` / ``payload`` and loads by field name or by alias; a model is shown and asked for the alias
+  (``to_prompt``, ``payload_schema``), and its answer is parsed by alias.
 
 The envelope fields (``id``, ``run_id``, ``source``, ``created_at``) are filled by the runtime; the
 payload fields are what a model produces for a structured output type (see ``Message.payload_schema``).
@@ -88,7 +95,11 @@ class Message(BaseModel):
     it defaults to the class name. Two different classes may not share one ``type_name``.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # constants: a non-finite float is stored as Infinity/NaN, which loads back (pydantic's default, null, does
+    # not); populate_by_name: what to_dict() writes (field names) loads as well as what a model writes (aliases)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=False, ser_json_inf_nan="constants", populate_by_name=True
+    )
 
     type_name: ClassVar[str] = "Message"
 
@@ -131,7 +142,8 @@ class Message(BaseModel):
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict with a ``"type"`` key naming the registered class."""
+        """JSON-able dict with a ``"type"`` key naming the registered class (fields under their names; a
+        non-finite float stays a float, which ``json.dumps`` writes as ``Infinity``/``NaN``)."""
         d = self.model_dump(mode="json")
         d["type"] = self.type_name
         return d
@@ -182,8 +194,12 @@ class Message(BaseModel):
         return self.model_dump(mode="json", exclude=ENVELOPE_FIELDS)  # type: ignore[arg-type]
 
     def to_prompt(self) -> str:
-        """Text of this message as shown to a model: the payload as compact JSON."""
-        return json.dumps(self.payload(), ensure_ascii=False)
+        """Text of this message as shown to a model: the payload as compact JSON, fields under their aliases
+        (the names ``payload_schema`` asks a model for)."""
+        return json.dumps(
+            self.model_dump(mode="json", by_alias=True, exclude=ENVELOPE_FIELDS),  # type: ignore[arg-type]
+            ensure_ascii=False,
+        )
 
     @classmethod
     def payload_schema(cls) -> dict[str, Any]:

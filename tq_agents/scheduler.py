@@ -66,7 +66,20 @@ _VISIT_BOUND = "visit bound reached"
 
 @dataclass
 class RunResult:
-    """How a run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline."""
+    """How a run ended. ``status``: completed | failed | cancelled | max_turns | max_tokens | deadline.
+
+    ``output`` is the message the run reports as its result, chosen by this rule: the last message emitted by a
+    sink node (a node with no outgoing edges), else — when no sink emitted any — the last message emitted by any
+    node, else ``None``. "Last" is in log order, i.e. the order in which turns completed (a function node that
+    returns several messages: the last of them); the run input never counts. The rule holds whatever the
+    status, so a failed, cancelled or budget-stopped run reports the last message made before it stopped (often
+    an intermediate one: check ``status``/``ok`` before using it). With several sinks on concurrent branches,
+    ``output`` is the one whose turn happened to finish last, which depends on timing: read the message you
+    want from ``messages`` (by ``source`` / type) instead. A resumed run applies the same rule to its whole log.
+
+    ``messages``: every message of the run (the input first), in log order. ``usage``: the whole run's tokens
+    (``cached_prompt_tokens`` being part of ``prompt_tokens``).
+    """
 
     run_id: str
     workflow: str
@@ -132,7 +145,7 @@ class Run:
         self._owns_store = False  # opened from a path by start_run/start_resume: closed when the run ends
         self.replay = replay
         self.status = "running"
-        self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
+        self.prompt_tokens = self.completion_tokens = self.total_tokens = self.cached_prompt_tokens = 0
         self.turns = 0
         self.messages: dict[str, Message] = {}
         self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
@@ -177,8 +190,13 @@ class Run:
     # ---- public -----------------------------------------------------------------------------------
     @property
     def usage(self) -> Usage:
-        """Tokens used so far by this run."""
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        """Tokens used so far by this run (``cached_prompt_tokens``: those of ``prompt_tokens`` that a backend
+        served from its prefix cache)."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens,
+        )
 
     async def result(self) -> RunResult:
         """Wait for the run to end; every event is durable when this returns."""
@@ -683,6 +701,7 @@ class Run:
                 "turns": self.turns,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "cached_prompt_tokens": self.cached_prompt_tokens,
                 "output": output.id if output is not None else None,
                 "duration_s": duration,
             },
@@ -736,6 +755,7 @@ class Run:
                 self.prompt_tokens += ev.prompt_tokens
                 self.completion_tokens += ev.completion_tokens
                 self.total_tokens += ev.prompt_tokens + ev.completion_tokens
+                self.cached_prompt_tokens += ev.response.usage.cached_prompt_tokens
             elif isinstance(ev, ToolCallFinished) and ev.turn_id in inflight:
                 inflight[ev.turn_id].tools[ev.key] = ev.result
             elif isinstance(ev, MessageEmitted):
@@ -993,7 +1013,11 @@ def start_resume(
             output=run.messages.get(f.output) if f.output else None,
             messages=list(run.messages.values()),
             turns=f.turns,
-            usage=Usage(prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens),
+            usage=Usage(
+                prompt_tokens=f.prompt_tokens,
+                completion_tokens=f.completion_tokens,
+                cached_prompt_tokens=f.cached_prompt_tokens,
+            ),
             duration_s=f.duration_s,
         )
         run.status = f.status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,3 +155,44 @@ def test_responses_that_are_not_plain_are_stored_by_pydantic(response: ChatRespo
     else:
         with pytest.raises(expected):
             _response_bytes(response)
+
+
+class _Measured(TextMessage):
+    value: float = 0.0
+
+
+def test_a_message_with_non_finite_floats_is_stored_as_it_loads_back() -> None:
+    for run_id in ("r1", "other"):  # the message's run id is the event's (left out), or not
+        msg = _Measured(text="x", value=float("inf"), run_id="r1", source="n")
+        ev = MessageEmitted(run_id=run_id, node="n", turn_id="n:1", message=msg)
+        stored = json.loads(ev.payload_json())  # the store's loader: json.loads reads Infinity/NaN back
+        back = event_from_stored(run_id, 1, 0.0, "MessageEmitted", stored)
+        assert isinstance(back, MessageEmitted) and back.message.value == math.inf  # type: ignore[attr-defined]
+        assert back.message == msg
+        nan = MessageEmitted(run_id=run_id, node="n", turn_id="n:1", message=msg.model_copy(update={"value": math.nan}))
+        back = event_from_stored(run_id, 1, 0.0, "MessageEmitted", json.loads(nan.payload_json()))
+        assert math.isnan(back.message.value)  # type: ignore[union-attr]
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_event_to_json_is_strict_json_with_non_finite_floats_as_strings() -> None:
+    msg = _Measured(text="x", value=float("inf"), run_id="r1")
+    emitted = MessageEmitted(run_id="r1", node="n", turn_id="n:1", message=msg)
+    started = ToolCallStarted(
+        run_id="r1", node="n", turn_id="n:1", key="0:call_0", tool="t", arguments={"a": math.nan, "b": -math.inf}
+    )
+    assert _strict(emitted.to_json())["message"]["value"] == "Infinity"
+    assert _strict(started.to_json())["arguments"] == {"a": "NaN", "b": "-Infinity"}
+    assert started.to_dict()["arguments"] == {"a": "NaN", "b": "-Infinity"}
+    json.dumps(emitted.to_dict(), allow_nan=False)
+    # a string that merely contains the words is left alone
+    plain = ToolCallStarted(run_id="r1", node="n", turn_id="n:1", key="k", tool="t", arguments={"s": "NaN Infinity"})
+    assert _strict(plain.to_json())["arguments"] == {"s": "NaN Infinity"}
+    # the stored payload keeps the floats
+    assert json.loads(started.payload_json())["arguments"]["b"] == -math.inf

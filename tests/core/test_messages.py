@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -113,3 +115,33 @@ def test_payload_schema_excludes_envelope() -> None:
     assert r.source == "rev" and r.run_id == "r1" and r.id != "ignored"
     assert r.payload() == {"verdict": "revise", "issues": [], "suggested_fix": ""}
     assert TextMessage(text="hi").to_prompt() == "hi"
+
+
+class AliasedTicket(Message):
+    """A message whose field is named by a Python keyword, through an alias."""
+
+    from_: str = Field(alias="from")
+    cc: list[str] = Field(default_factory=list, alias="carbon-copy")
+
+
+def test_aliased_fields_round_trip_and_load_by_name_or_alias() -> None:
+    t = AliasedTicket(**{"from": "bob", "carbon-copy": ["ann"]}, run_id="r1", source="a")
+    assert Message.from_dict(t.to_dict()) == t
+    assert Message.from_json(t.to_json()) == t
+    assert AliasedTicket.from_payload(t.payload(), source="a", run_id="r1", id=t.id, created_at=t.created_at) == t
+    assert AliasedTicket.from_payload({"from": "bob", "carbon-copy": ["ann"]}).from_ == "bob"  # a model's answer
+    assert AliasedTicket(from_="x").from_ == "x"
+    # what a model is shown is what it is asked to write: the schema's (alias) names
+    assert set(AliasedTicket.payload_schema()["properties"]) == {"from", "carbon-copy"}
+    assert json.loads(t.to_prompt()) == {"from": "bob", "carbon-copy": ["ann"]}
+
+
+def test_non_finite_floats_round_trip_through_every_serialisation() -> None:
+    t = Ticket(customer="c", meta={"inf": float("inf"), "ninf": float("-inf"), "nan": float("nan")})
+    for text in (t.to_json(), t.model_dump_json(), t.__pydantic_serializer__.to_json(t).decode()):
+        assert '"meta":{"inf":Infinity,"ninf":-Infinity,"nan":NaN}' in text.replace(" ", "")
+        data = json.loads(text)  # as the run store loads a payload
+        back = Message.from_dict(data) if "type" in data else Ticket.model_validate(data)
+        assert isinstance(back, Ticket)
+        assert back.meta["inf"] == math.inf and back.meta["ninf"] == -math.inf and math.isnan(back.meta["nan"])
+    assert "Infinity" in t.to_prompt()
