@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
+_CANCELLING = ("cancelled", "deadline", "failed")  # stops that cancel running turns (see Run._stop)
+
 
 class _Stop(Exception):
     def __init__(self, status: str, reason: str) -> None:
@@ -58,6 +60,8 @@ class _Context(TurnContext):
     async def complete(self, agent: Agent, model: ChatModel, request: ChatRequest, index: int) -> ChatResponse:
         run, turn = self.run, self.turn
         self._index = index
+        if run._stop_status in _CANCELLING:  # no new call once the run is stopping (a turn that ignored its cancel)
+            raise asyncio.CancelledError
         recorded = turn.responses.get(index)
         if recorded is not None:  # resume: this call's answer is in the log already
             return recorded
@@ -137,6 +141,8 @@ class _Context(TurnContext):
 
     async def call_tool(self, agent: Agent, tool: Tool, call: ToolCall) -> ToolResult | ToolError:
         run, turn = self.run, self.turn
+        if run._stop_status in _CANCELLING:  # no new tool call once the run is stopping
+            raise asyncio.CancelledError
         key = f"{self._index}:{call.id}"
         recorded = turn.tools.get(key)
         if recorded is None and run.replay is not None:
@@ -153,6 +159,7 @@ class _Context(TurnContext):
                 arguments=call.arguments,
             )
         )
+        run.store.flush()  # durable before it runs: the log shows a call that may have had its effect
         res = await tool.call(call.arguments)
         run._emit(
             ToolCallFinished(

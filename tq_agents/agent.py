@@ -154,6 +154,28 @@ def render_inputs(inputs: Sequence[Message]) -> str:
     return "\n\n".join(f"[{m.source or 'input'}]\n{m.to_prompt()}" for m in inputs)
 
 
+def _unique_call_ids(response: ChatResponse) -> ChatResponse:
+    """``response`` with each tool call's id unique within it: a repeated id (some servers repeat them) gets a
+    ``~N`` suffix (N: the call's position). Tool results are keyed and recorded by id, so two calls with one id
+    would share one result (and a resume would skip the second call); the same ids come out on every resume."""
+    calls = response.message.tool_calls
+    seen: set[str] = set()
+    if len({c.id for c in calls}) == len(calls):
+        return response
+    fixed: list[ToolCall] = []
+    taken = {c.id for c in calls}
+    for pos, c in enumerate(calls):
+        if c.id in seen:
+            new = f"{c.id}~{pos}"
+            while new in taken:
+                new += "~"
+            taken.add(new)
+            c = c.model_copy(update={"id": new})
+        seen.add(c.id)
+        fixed.append(c)
+    return response.model_copy(update={"message": response.message.model_copy(update={"tool_calls": fixed})})
+
+
 _MODEL_HINT = (
     "build a model object, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local (in process), "
     "OpenAICompatible(base_url, 'model-name') from tq_agents.models.openai_compat (a server), or "
@@ -450,6 +472,9 @@ class Agent:
             # one model call (the common case): its usage is the turn's, no new object needed
             result.usage = response.usage if result.model_calls == 1 else result.usage + response.usage
             reply = response.message
+            if len(reply.tool_calls) > 1:
+                response = _unique_call_ids(response)
+                reply = response.message
             messages.append(reply)
             if reply.tool_calls or response.tool_call_errors:
                 if tool_rounds >= self.max_tool_iterations:

@@ -490,7 +490,11 @@ class Run:
         task.cancel()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        """A task cancelled before it could clean up (e.g. before its first step) releases its turns here."""
+        """A task cancelled before it could clean up (e.g. before its first step) releases its turns here; one
+        that died of an error no handler took stops the run as failed (never ``completed``)."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and self._stop_status is None and not isinstance(exc, KeyboardInterrupt | SystemExit):
+            self._stop("failed", f"internal error: {type(exc).__name__}: {exc}")
         for t in [t for t in self._running.values() if t.task is task]:
             self._end_turn(self._nodes[t.node], t, adopt=False)
 
@@ -533,7 +537,11 @@ class Run:
                         self._stop("cancelled", f"the task running turn {turn.turn_id} was cancelled")
                     self._end_turn(node, turn, adopt=False)
                     return
-                except Exception as e:
+                except (KeyboardInterrupt, SystemExit) as e:  # the process is going down: stop resumable, re-raise
+                    self._stop("cancelled", f"{type(e).__name__} in turn {turn.turn_id}")
+                    self._end_turn(node, turn, adopt=False)
+                    raise
+                except BaseException as e:  # any other error of the agent, a tool or a function fails the turn
                     status, reason = "failed", f"{type(e).__name__}: {e}"
                 try:  # errors from here on (a bug, a broken store) reach the outer handler
                     self._complete_turn(node, turn, outputs, status, reason, usage)
