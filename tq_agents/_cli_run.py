@@ -109,6 +109,15 @@ def _open_store(path: Path, *, must_exist: bool, readonly: bool = False) -> RunS
     return SQLiteRunStore(path, readonly=readonly)
 
 
+def _strict_json(obj: Any) -> str:
+    """One line of JSON any parser reads: a non-finite float (a message may hold one) as the string
+    ``"Infinity"``, ``"-Infinity"`` or ``"NaN"``, as ``Event.to_json`` writes it."""
+    text = json.dumps(obj, ensure_ascii=False)
+    if "NaN" in text or "Infinity" in text:  # parse_constant sees only bare constants, never string contents
+        text = json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False)
+    return text
+
+
 def _message_json(msg: Message | None) -> dict[str, Any] | None:
     if msg is None:
         return None
@@ -373,7 +382,7 @@ def run_command(
     finally:
         st.close()
     if json_out:
-        sys.stdout.write(json.dumps(_result_json(result, store), ensure_ascii=False) + "\n")
+        sys.stdout.write(_strict_json(_result_json(result, store)) + "\n")
     else:
         _summary(result, store)
     return _exit_code(result.status)
@@ -501,7 +510,7 @@ def resume_command(
     finally:
         st.close()
     if json_out:
-        sys.stdout.write(json.dumps(_result_json(result, store), ensure_ascii=False) + "\n")
+        sys.stdout.write(_strict_json(_result_json(result, store)) + "\n")
     else:
         _summary(result, store)
     return _exit_code(result.status)

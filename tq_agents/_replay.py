@@ -160,10 +160,11 @@ class ReplaySource:
         if rec.finished is None:
             self._cut(rec)
         self.compared.add(turn.turn_id)
-        want = [{**m.payload(), "type": m.type_name} for m in rec.outputs]
-        got = [{**m.payload(), "type": m.type_name} for m in outputs]
+        # compared as JSON text (NaN written as NaN), not with ==: NaN != NaN would make a faithful replay differ
+        want = json.dumps([{**m.payload(), "type": m.type_name} for m in rec.outputs], sort_keys=True)
+        got = json.dumps([{**m.payload(), "type": m.type_name} for m in outputs], sort_keys=True)
         if want != got:
-            self._diverge(turn.turn_id, "output differs", json.dumps(want), json.dumps(got))
+            self._diverge(turn.turn_id, "output differs", want, got)
 
 
 async def replay(

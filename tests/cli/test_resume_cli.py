@@ -59,3 +59,30 @@ def test_an_unknown_workflow_is_reported_before_any_model_is_looked_for(tq) -> N
     res = tq("run", "no-such-workflow", "--input", "x")  # the default model is not cached here
     assert res.returncode == 2
     assert "unknown workflow 'no-such-workflow'" in res.stderr and "Hugging Face" not in res.stderr
+
+
+SCORE = textwrap.dedent(
+    """
+    from tq_agents import Message, Workflow
+    from tq_agents.workflows import workflow
+
+    class Score(Message):
+        value: float
+        low: float
+
+    @workflow("score", description="A score that may be infinite.")
+    def score(model):
+        return Workflow("score").add_node("s", lambda m: Score(value=float("inf"), low=float("-inf")))
+    """
+)
+
+
+def test_json_output_is_strict_json_when_a_message_holds_an_infinite_float(tq) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    wf = tq.tmp / "score.py"
+    wf.write_text(SCORE)
+    proc = tq("run", "score", "--file", str(wf), "--input", "go", "--json", "--model", tq.script("none", {}))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert out["final"]["value"] == "Infinity" and out["final"]["low"] == "-Infinity"

@@ -116,11 +116,6 @@ def test_a_message_with_inf_and_nan_keeps_its_values_in_the_log_resume_and_repla
     assert report.recorded_status == "completed" and report.turns_compared >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_replay.ReplaySource.check_outputs compares payloads with ==, and NaN != NaN: a faithful replay of a "
-    "message holding NaN is reported as 'output differs' (not fixed here: _replay.py)",
-)
 def test_a_message_with_nan_replays_without_divergence(tmp_path: Path) -> None:
     db = tmp_path / "nan.sqlite"
     res = _scored(ScriptedModel(default="ok")).run_sync("go", store=str(db))
