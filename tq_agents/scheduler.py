@@ -134,6 +134,7 @@ class Run:
         run_id: str,
         replay: ReplaySource | None = None,
         stream: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.workflow = workflow
         self.store = store
@@ -170,7 +171,7 @@ class Run:
         self._last_sink_output: Message | None = None
         self._t0 = time.perf_counter()
         self._deadline: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._done: asyncio.Future[RunResult] = self._loop.create_future()
         self._result: RunResult | None = None
         # ``events()`` needs the durability callbacks and the event list; ``Workflow.run`` (no handle) does not
@@ -832,16 +833,19 @@ def _new_run_id() -> str:
 
 
 class _Owner:
-    """This process, as recorded in RunStarted/RunResumed (``pid`` renewed in forked children)."""
+    """This process, as recorded in RunStarted/RunResumed: its pid is read once (``os.getpid`` is a system call
+    here) and again in each forked child."""
 
     host = socket.gethostname()
+    pid = os.getpid()
 
-    @property
-    def pid(self) -> int:
-        return os.getpid()
+    @classmethod
+    def _forked(cls) -> None:
+        cls.pid = os.getpid()
 
 
 _owner = _Owner()
+os.register_at_fork(after_in_child=_Owner._forked)
 
 
 def _process_start(pid: int) -> float | None:
@@ -886,10 +890,11 @@ def _check_run_options(
     max_tokens: object,
     deadline_s: object,
     retry: object,
-) -> None:
+) -> asyncio.AbstractEventLoop:
     """Refuse bad run options before anything starts (a store is opened, a turn runs), each naming the option
-    and what it takes; and a call made outside a running event loop."""
-    if _get_running_loop() is None:
+    and what it takes; and a call made outside a running event loop. Returns the running loop."""
+    loop = _get_running_loop()
+    if loop is None:
         raise UserError(
             f"{what}() needs a running asyncio event loop",
             hint="call it from async code (await workflow.run(...)), or use workflow.run_sync(...) from sync code",
@@ -916,6 +921,7 @@ def _check_run_options(
             hint="build one, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') (tq_agents.models.local) or "
             "OpenAICompatible(...) (tq_agents.models.openai_compat); ScriptedModel (tq_agents.testing) in tests",
         )
+    return loop
 
 
 def start_run(
@@ -935,7 +941,7 @@ def start_run(
     """Validate ``workflow`` and start a run in the running loop. ``store``: a ``RunStore``, a SQLite path, or
     ``None`` for the per-user default SQLite store (``default_store_path()``). See ``Workflow.run`` for the
     budgets."""
-    _check_run_options("start_run", model, max_turns, max_tokens, deadline_s, retry)
+    loop = _check_run_options("start_run", model, max_turns, max_tokens, deadline_s, retry)
     workflow.validate()
     rid = run_id or _new_run_id()
     if isinstance(input, str):
@@ -955,6 +961,7 @@ def start_run(
         run_id=rid,
         replay=replay,
         stream=not _inline,
+        loop=loop,
     )
     run._fresh_id = run_id is None
     run._owns_store = not isinstance(store, RunStore)
@@ -984,7 +991,7 @@ def start_resume(
 
     A run still running in another live process on this host (the one recorded as running it) is refused
     with ``RunError``: it has not crashed. ``force=True`` resumes it anyway."""
-    _check_run_options("resume", model, max_turns, max_tokens, deadline_s, retry)
+    loop = _check_run_options("resume", model, max_turns, max_tokens, deadline_s, retry)
     workflow.validate()
     st = open_store(store)
     try:
@@ -1007,6 +1014,7 @@ def start_resume(
         deadline_s=deadline_s if deadline_s is not None else budgets.get("deadline_s"),
         retry=retry,
         run_id=run_id,
+        loop=loop,
     )
     run._owns_store = not isinstance(store, RunStore)
     inflight = run._rebuild(record)
