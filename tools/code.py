@@ -155,7 +155,7 @@ def code_tools(
 
     outer = max_timeout_s + 30.0
 
-    @tool(name="run_python", timeout=outer)
+    @tool(name="run_python", timeout=outer, max_output_chars=None)  # the sandbox bounds its own output
     async def run_python(
         code: Annotated[str, Field(description="Python 3 source to run as a script; print what you need to see.")],
         files: Annotated[
@@ -169,7 +169,7 @@ def code_tools(
         """
         return await execute(code, "python", files, timeout_s)
 
-    @tool(name="run_bash", timeout=outer)
+    @tool(name="run_bash", timeout=outer, max_output_chars=None)  # the sandbox bounds its own output
     async def run_bash(
         script: Annotated[str, Field(description="A bash script to run; coreutils, grep, sed, python3 available.")],
         files: Annotated[

@@ -23,32 +23,55 @@ async def add_numbers(a: Annotated[int, Field(description="first")], b: int) -> 
 
 ``await lookup_order.call({"order_id": "A1001"})`` validates the arguments first and returns a
 ``ToolResult`` or a ``ToolError`` *value* (never raises for bad arguments, exceptions inside the
-function, or timeouts). ``ToolError.content`` names each bad field and what was expected, in words fit to
-show the model. The decorated object stays callable like the original function.
+function, timeouts, or a result that cannot be converted to text). ``ToolError.content`` names each bad field
+and what was expected, in words fit to show the model. The decorated object stays callable like the original
+function.
+
+What the function returns becomes JSON: pydantic models, dataclasses, dates, tuples, sets and bytes inside any
+container are converted (``ToolResult.value``), and ``ToolResult.content`` (the text the model is shown) is that
+value as valid JSON text, or the string itself when the function returns a ``str``. The text is cut to
+``max_output_chars`` (default ``DEFAULT_MAX_OUTPUT_CHARS``) with a note saying how much was left out.
+
+Sync functions run on a thread pool of the tools' own (threads named ``tq-tool-...``), not on asyncio's default
+executor; a sync function cannot be stopped once started (see ``timeout`` in ``tool``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import inspect
 import json
 import math
 import numbers
+import os
 import re
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from tq_agents.errors import ToolDefinitionError
 
-__all__ = ["Tool", "ToolError", "ToolResult", "format_validation_error", "tool"]
+__all__ = ["DEFAULT_MAX_OUTPUT_CHARS", "Tool", "ToolError", "ToolResult", "format_validation_error", "tool"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
+
+#: Default ``max_output_chars`` of a tool: about 7,500 tokens, the output limit common coding agents use for
+#: one command's output. Enough for a page of text or a few hundred records; a bigger result is cut with a note.
+DEFAULT_MAX_OUTPUT_CHARS = 30_000
+
+#: How many bad fields the invalid-arguments text lists before "…and N more".
+MAX_LISTED_PROBLEMS = 20
+
+#: Worker threads of the tools' own executor (see ``_tool_executor``).
+TOOL_THREADS = 32
 
 
 class ToolResult(BaseModel):
@@ -56,9 +79,20 @@ class ToolResult(BaseModel):
 
     ok: Literal[True] = True
     tool: str = Field(description="Name of the tool.")
-    value: Any = Field(default=None, description="What the function returned (JSON-able where possible).")
+    value: Any = Field(
+        default=None,
+        description="What the function returned, converted to JSON types (see ``tool``); None when the content "
+        "was truncated (the full value is not kept).",
+    )
     content: str = Field(description="The value as text, as it is shown to the model in the tool message.")
     duration_s: float = Field(default=0.0, description="Wall-clock seconds the call took.")
+    truncated: bool = Field(default=False, description="The content was cut to the tool's max_output_chars.")
+    original_chars: int | None = Field(
+        default=None, description="When truncated: the length of the full text, in characters."
+    )
+
+
+ToolErrorKind = Literal["invalid_arguments", "exception", "timeout", "unknown_tool", "malformed_call", "bad_result"]
 
 
 class ToolError(BaseModel):
@@ -66,8 +100,9 @@ class ToolError(BaseModel):
 
     ok: Literal[False] = False
     tool: str = Field(description="Name of the tool (as the model wrote it).")
-    kind: Literal["invalid_arguments", "exception", "timeout", "unknown_tool", "malformed_call"] = Field(
-        description="What went wrong."
+    kind: ToolErrorKind = Field(
+        description="What went wrong; ``bad_result``: the function ran, but what it returned cannot be converted "
+        "to text (or is a generator)."
     )
     content: str = Field(description="What went wrong and what to do next, in words fit to show the model.")
     fields: dict[str, str] = Field(
@@ -304,39 +339,147 @@ def validation_problems(exc: ValidationError, model: type[BaseModel] | None = No
 
 
 def format_validation_error(
-    exc: ValidationError, *, what: str, model: type[BaseModel] | None = None, problems: Mapping[str, str] | None = None
+    exc: ValidationError,
+    *,
+    what: str,
+    model: type[BaseModel] | None = None,
+    problems: Mapping[str, str] | None = None,
+    limit: int | None = MAX_LISTED_PROBLEMS,
 ) -> str:
     """Render a pydantic ``ValidationError`` as lines naming each bad field, fit to show a model.
 
     Pass ``model`` (the model that raised it) so that union member labels are not shown as fields, or the
-    ``problems`` already computed by ``validation_problems``.
+    ``problems`` already computed by ``validation_problems``. At most ``limit`` fields are listed (``None``: all),
+    then ``…and N more``; the first line gives the total.
     """
     if problems is None:
         problems = validation_problems(exc, model)
     lines = [f"{what}: {len(problems)} invalid field{'s' if len(problems) != 1 else ''}:"]
-    lines += [f"- `{path}`: {text}" for path, text in problems.items()]
+    shown = problems.items() if limit is None else list(problems.items())[: max(limit, 0)]
+    lines += [f"- `{path}`: {text}" for path, text in shown]
+    if len(shown) < len(problems):
+        lines.append(f"…and {len(problems) - len(shown)} more")
     return "\n".join(lines)
 
 
-def _to_content(value: Any) -> str:
+# ---- results as JSON and text ---------------------------------------------------------------------------------
+
+
+class _Unconvertible(Exception):
+    """What a function returned cannot be turned into text (its ``str`` and ``repr`` raise, ...)."""
+
+
+def _exc_text(e: BaseException) -> str:
+    """``TypeName: message`` of an exception, even one whose ``__str__`` raises."""
+    try:
+        message = str(e)
+    except Exception:
+        message = "(its message cannot be shown)"
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
+
+
+def _text_of(obj: Any) -> str:
+    """``str(obj)``, else ``repr(obj)``; ``_Unconvertible`` if both raise."""
+    try:
+        return str(obj)
+    except Exception as e:
+        first = e
+    try:
+        return repr(obj)
+    except Exception:
+        raise _Unconvertible(f"str() raised {_exc_text(first)}") from first
+
+
+def _placeholder(obj: Any, top: Any) -> str:
+    """The text for an object pydantic cannot serialise: its ``str``. Inside a container, an object that cannot
+    be shown at all is named by its type; the returned value itself raises ``_Unconvertible`` instead."""
+    if obj is top:
+        return _text_of(obj)
+    try:
+        return _text_of(obj)
+    except _Unconvertible:
+        return f"<{type(obj).__qualname__} object that cannot be shown>"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each NaN/infinite float replaced by ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _render(value: Any) -> tuple[Any, str]:
+    """(``value`` as JSON types, its text for the model). A ``str`` is its own text; anything else is converted
+    by pydantic (models, dataclasses, dates, tuples, sets, ... at any depth; bytes as UTF-8 text, or base64 when
+    they are not UTF-8; an object pydantic does not know as its ``str``), and its text is JSON (a top-level
+    pydantic model's compact, as ``model_dump_json`` writes it). Raises ``_Unconvertible``."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
+        text = str.__str__(value)  # a str subclass: the characters, not its own __str__
+        return text, text
+    fallback = functools.partial(_placeholder, top=value)
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+        try:
+            data = to_jsonable_python(value, by_alias=False, fallback=fallback)
+        except UnicodeDecodeError:  # bytes that are not UTF-8
+            data = to_jsonable_python(value, by_alias=False, fallback=fallback, bytes_mode="base64")
+        separators = (",", ":") if isinstance(value, BaseModel) else None
+        try:
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=separators)
+        except ValueError:  # NaN or an infinity: not JSON
+            data = _finite(data)
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=separators)
+    except _Unconvertible:
+        raise
+    except Exception as e:  # a serializer that raises, a reference cycle, nesting too deep, ...
+        try:
+            data = _text_of(value)
+        except _Unconvertible as inner:
+            raise _Unconvertible(f"{_exc_text(e)}; and {inner}") from e
+        text = json.dumps(data, ensure_ascii=False)
+    return data, text
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return _to_content(value)
+def _cap(text: str, limit: int | None) -> tuple[str, int | None]:
+    """(``text`` cut to ``limit`` characters plus a note saying how many were left out, the full length when it
+    was cut)."""
+    if limit is None or len(text) <= limit:
+        return text, None
+    return f"{text[:limit]}\n…[truncated: {len(text) - limit} more characters]", len(text)
+
+
+# ---- the tools' own threads ----------------------------------------------------------------------------------
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _tool_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread pool sync tools run on, created at first use (``import tq_agents`` starts no threads).
+
+    A sync function cannot be stopped: after its timeout it keeps a thread until it returns. On a pool of their
+    own such functions cannot take every worker of asyncio's default executor, which the rest of the program
+    (``asyncio.to_thread``, ``loop.getaddrinfo``, ...) uses; and ``asyncio.run`` does not wait for them when it
+    closes its loop. Calls beyond ``TOOL_THREADS`` running at once wait for a thread (within their timeout).
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="tq-tool")
+        return _executor
+
+
+def _forget_executor() -> None:
+    """In a forked child the parent's worker threads do not exist: start a fresh pool there."""
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executor)
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -387,7 +530,7 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-def _check_options(name: Any, description: Any, timeout: Any) -> None:
+def _check_options(name: Any, description: Any, timeout: Any, max_output_chars: Any = None) -> None:
     """Type-check ``@tool``'s options; a ``ToolDefinitionError`` naming the bad one."""
     if name is not None and not isinstance(name, str):
         raise ToolDefinitionError(
@@ -405,6 +548,14 @@ def _check_options(name: Any, description: Any, timeout: Any) -> None:
         raise ToolDefinitionError(
             f"{label}: timeout must be a positive number of seconds, got {_got(timeout)}",
             hint="e.g. timeout=5.0, or leave it out for no limit",
+        )
+    if max_output_chars is not None and (
+        isinstance(max_output_chars, bool) or not isinstance(max_output_chars, numbers.Integral) or max_output_chars < 1
+    ):
+        raise ToolDefinitionError(
+            f"{label}: max_output_chars must be a whole number of characters >= 1 or None, "
+            f"got {_got(max_output_chars)}",
+            hint=f"e.g. max_output_chars=10_000, or None for no limit (default {DEFAULT_MAX_OUTPUT_CHARS:_})",
         )
 
 
@@ -450,9 +601,10 @@ def _type_text(tp: Any) -> str:
 class Tool:
     """A callable tool: name, description, pydantic ``args_model``, OpenAI-shaped ``schema``.
 
-    Build one with ``@tool``. Call it with ``await t.call({...})`` (validated; returns ``ToolResult`` or
-    ``ToolError``), ``t.call_sync({...})`` outside an event loop, or ``t(...)`` as the original function.
-    A ``functools.partial`` or a callable object needs ``name=...``; a partial's keyword arguments are fixed.
+    Build one with ``@tool`` (its options are described there). Call it with ``await t.call({...})`` (validated;
+    returns ``ToolResult`` or ``ToolError``), ``t.call_sync({...})`` outside an event loop, or ``t(...)`` as the
+    original function. A ``functools.partial`` or a callable object needs ``name=...``; a partial's keyword
+    arguments are fixed.
     """
 
     def __init__(
@@ -462,10 +614,12 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        max_output_chars: int | None = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> None:
         if not callable(fn):
             raise ToolDefinitionError(f"@tool needs a function, got {type(fn).__name__}")
-        _check_options(name, description, timeout)
+        _check_options(name, description, timeout, max_output_chars)
+        self.max_output_chars: int | None = None if max_output_chars is None else int(max_output_chars)
         self.fn = fn
         if name is None:
             own = getattr(fn, "__name__", None)
@@ -484,6 +638,14 @@ class Tool:
         self.timeout: float | None = None if timeout is None else float(timeout)
         target, docs, bound = _unwrap(fn)
         self._bound: frozenset[str] = frozenset(bound)
+        for f in (fn, target):
+            if inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f):
+                kind = "an async generator" if inspect.isasyncgenfunction(f) else "a generator"
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: {_what(fn)} is {kind} function (it yields); a tool returns one result",
+                    hint="collect the items and return them, e.g. `return list(...)` (an async tool: "
+                    "`return [x async for x in ...]`)",
+                )
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
         summary, arg_docs = "", {}
         for doc in docs:
@@ -592,7 +754,7 @@ class Tool:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"Tool(name={self.name!r}, timeout={self.timeout})"
+        return f"Tool(name={self.name!r}, timeout={self.timeout}, max_output_chars={self.max_output_chars})"
 
     def validate(self, arguments: Mapping[str, Any]) -> BaseModel | ToolError:
         """Validate ``arguments``; the model instance, or an ``invalid_arguments`` ``ToolError``."""
@@ -607,13 +769,18 @@ class Tool:
         except ValidationError as e:
             problems = validation_problems(e, self.args_model)
             what = f"tool `{self.name}` was called with invalid arguments"
-            text = format_validation_error(e, what=what, problems=problems)
+            text = format_validation_error(e, what=what, problems=problems, limit=MAX_LISTED_PROBLEMS)
             expected = ", ".join(f"{k}" for k in self.parameters.get("properties", {}))
             text += f"\nParameters: {expected or '(none)'}. Fix the listed fields and call the tool again."
             return ToolError(tool=self.name, kind="invalid_arguments", content=text, fields=problems)
 
     async def call(self, arguments: Mapping[str, Any]) -> ToolResult | ToolError:
-        """Validate, then run the function (bounded by ``timeout``). Never raises for call problems."""
+        """Validate, then run the function (bounded by ``timeout``) and convert its result.
+
+        Never raises for call problems: bad arguments, an exception inside the function, a timeout, or a result
+        that cannot be converted to text each come back as a ``ToolError``. (Cancelling the awaiting task still
+        cancels the call.)
+        """
         validated = self.validate(arguments)
         if isinstance(validated, ToolError):
             return validated
@@ -621,42 +788,63 @@ class Tool:
         t0 = time.perf_counter()
         deadline: asyncio.Timeout | None = None
         try:
-            if self.is_async:
-                aw: Awaitable[Any] = self.fn(**kwargs)
-            else:
-                aw = asyncio.to_thread(self.fn, **kwargs)
             if self.timeout:
                 async with asyncio.timeout(self.timeout) as deadline:
-                    value = await aw
+                    value = await self._run(kwargs)
             else:
-                value = await aw
+                value = await self._run(kwargs)
         except TimeoutError as e:
             if deadline is None or not deadline.expired():
                 # The function itself raised TimeoutError (a socket or HTTP timeout, ...): an ordinary exception.
-                return ToolError(
-                    tool=self.name,
-                    kind="exception",
-                    content=f"tool `{self.name}` failed: {type(e).__name__}: {e}",
-                    duration_s=time.perf_counter() - t0,
-                )
-            return ToolError(
-                tool=self.name,
-                kind="timeout",
-                content=f"tool `{self.name}` timed out after {self.timeout:g} s; try simpler arguments",
-                duration_s=time.perf_counter() - t0,
+                return self._error("exception", f"tool `{self.name}` failed: {_exc_text(e)}", t0)
+            return self._error(
+                "timeout", f"tool `{self.name}` timed out after {self.timeout:g} s; try simpler arguments", t0
             )
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return ToolError(
-                tool=self.name,
-                kind="exception",
-                content=f"tool `{self.name}` failed: {type(e).__name__}: {e}",
-                duration_s=time.perf_counter() - t0,
+            return self._error("exception", f"tool `{self.name}` failed: {_exc_text(e)}", t0)
+        if inspect.isgenerator(value) or inspect.isasyncgen(value):
+            return self._error(
+                "bad_result",
+                f"tool `{self.name}` returned a {type(value).__name__} instead of a result; its body did not run. "
+                "This is a bug in the tool, not in the arguments.",
+                t0,
             )
+        try:
+            data, text = _render(value)
+        except _Unconvertible as e:
+            return self._error(
+                "bad_result",
+                f"tool `{self.name}` ran, but its result (of type {type(value).__name__}) cannot be converted to "
+                f"text: {e}",
+                t0,
+            )
+        content, original = _cap(text, self.max_output_chars)
         return ToolResult(
-            tool=self.name, value=_jsonable(value), content=_to_content(value), duration_s=time.perf_counter() - t0
+            tool=self.name,
+            value=data if original is None else None,
+            content=content,
+            duration_s=time.perf_counter() - t0,
+            truncated=original is not None,
+            original_chars=original,
         )
+
+    async def _run(self, kwargs: dict[str, Any]) -> Any:
+        """Run the function: an async one on this loop, a sync one on the tools' own threads (``_tool_executor``;
+        a coroutine it returns, as a sync wrapper of an async function does, is awaited here)."""
+        if self.is_async:
+            return await self.fn(**kwargs)
+        loop = asyncio.get_running_loop()
+        run = functools.partial(contextvars.copy_context().run, self.fn, **kwargs)
+        value = await loop.run_in_executor(_tool_executor(), run)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    def _error(self, kind: ToolErrorKind, text: str, t0: float) -> ToolError:
+        content, _ = _cap(text, self.max_output_chars)
+        return ToolError(tool=self.name, kind=kind, content=content, duration_s=time.perf_counter() - t0)
 
     def call_sync(self, arguments: Mapping[str, Any]) -> ToolResult | ToolError:
         """``call`` for code that is not inside an event loop."""
@@ -669,7 +857,11 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    max_output_chars: int | None = DEFAULT_MAX_OUTPUT_CHARS,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -680,24 +872,44 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    max_output_chars: int | None = DEFAULT_MAX_OUTPUT_CHARS,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed sync or async function into a ``Tool``. Use bare (``@tool``) or with options.
+
+    The function returns one result (a generator function is refused). A ``str`` is shown to the model as it is;
+    anything else is converted to JSON (``ToolResult.value``) and shown as JSON text: pydantic models,
+    dataclasses, dates (ISO 8601), tuples and sets at any depth; bytes as UTF-8 text, or base64 when they are not
+    UTF-8; NaN and infinite floats as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; an object of
+    another type as its ``str()``. A result that cannot be converted at all is a ``bad_result`` ToolError.
 
     Args:
         fn: The function (when used bare).
         name: Tool name shown to the model; defaults to the function name.
         description: Overrides the docstring summary.
-        timeout: Seconds after which a call returns a ``timeout`` ToolError.
+        timeout: Seconds after which a call returns a ``timeout`` ToolError. An async function is cancelled
+            then. A sync function cannot be stopped (Python cannot stop a thread): the model is told that the
+            call timed out, but the function keeps running to its end in its thread, and what it returns then
+            is discarded. Its side effects still happen, and the Python process waits for it before it exits.
+            Write work that must stop at the timeout as an ``async def`` tool. Sync tools run on a pool of
+            ``TOOL_THREADS`` threads of their own (named ``tq-tool-...``), so functions still running after a
+            timeout do not hold up asyncio's default executor.
+        max_output_chars: At most this many characters of the result text are shown to the model (default
+            ``DEFAULT_MAX_OUTPUT_CHARS``, 30,000, about 7,500 tokens); the rest is left out with a note
+            ``…[truncated: N more characters]``, and the ``ToolResult`` says ``truncated=True`` with the full
+            length in ``original_chars``; its ``value`` is then ``None`` (a huge value is not kept). The
+            text of an exception is cut the same way. ``None``: no limit (for a tool that bounds its own
+            output).
 
     Raises:
         ToolDefinitionError: an option of the wrong type, or a function that cannot be described to a model
-            (an untyped, positional-only or ``*args`` parameter, a default its type does not accept, ...).
+            (an untyped, positional-only or ``*args`` parameter, a default its type does not accept, a generator
+            function, ...).
     """
-    _check_options(name, description, timeout)
+    _check_options(name, description, timeout, max_output_chars)
     if fn is not None:
-        return Tool(fn, name=name, description=description, timeout=timeout)
+        return Tool(fn, name=name, description=description, timeout=timeout, max_output_chars=max_output_chars)
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool(f, name=name, description=description, timeout=timeout)
+        return Tool(f, name=name, description=description, timeout=timeout, max_output_chars=max_output_chars)
 
     return wrap
