@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
-from tq_agents.errors import ToolDefinitionError
+from tq_agents.errors import ToolDefinitionError, UserError
 
 __all__ = ["DEFAULT_MAX_OUTPUT_CHARS", "Tool", "ToolError", "ToolResult", "format_validation_error", "tool"]
 
@@ -847,8 +847,15 @@ class Tool:
         return ToolError(tool=self.name, kind=kind, content=content, duration_s=time.perf_counter() - t0)
 
     def call_sync(self, arguments: Mapping[str, Any]) -> ToolResult | ToolError:
-        """``call`` for code that is not inside an event loop."""
-        return asyncio.run(self.call(arguments))
+        """``call`` for code that is not inside an event loop (inside one, ``await tool.call(...)``)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.call(arguments))
+        raise UserError(
+            f"tool {self.name!r}: call_sync() was called inside a running event loop",
+            hint=f"use `await {self.name}.call(...)` there",
+        )
 
 
 @overload

@@ -442,3 +442,24 @@ def test_import_starts_no_tool_threads() -> None:
         "assert not [th for th in threading.enumerate() if th.name.startswith('tq-tool')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_call_sync_inside_a_running_loop_says_what_to_do() -> None:
+    from tq_agents import UserError
+
+    @tool
+    def echo(x: int) -> int:
+        """Echo.
+
+        Args:
+            x: A number.
+        """
+        return x
+
+    assert echo.call_sync({"x": 2}).ok
+
+    async def inside() -> None:
+        with pytest.raises(UserError, match=r"call_sync\(\) was called inside a running event loop"):
+            echo.call_sync({"x": 1})
+
+    asyncio.run(inside())
