@@ -97,8 +97,14 @@ class Message(BaseModel):
 
     # constants: a non-finite float is stored as Infinity/NaN, which loads back (pydantic's default, null, does
     # not); populate_by_name: what to_dict() writes (field names) loads as well as what a model writes (aliases)
+    # bytes fields as base64 in JSON (any bytes, not only UTF-8 text, round-trip through the log)
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=False, ser_json_inf_nan="constants", populate_by_name=True
+        extra="forbid",
+        validate_assignment=False,
+        ser_json_inf_nan="constants",
+        populate_by_name=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
     )
 
     type_name: ClassVar[str] = "Message"

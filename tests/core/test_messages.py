@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -145,3 +146,24 @@ def test_non_finite_floats_round_trip_through_every_serialisation() -> None:
         assert isinstance(back, Ticket)
         assert back.meta["inf"] == math.inf and back.meta["ninf"] == -math.inf and math.isnan(back.meta["nan"])
     assert "Infinity" in t.to_prompt()
+
+
+def test_bytes_fields_round_trip_through_a_stored_run_whatever_the_bytes(tmp_path: Path) -> None:
+    import asyncio
+
+    from tq_agents import SQLiteRunStore, Workflow, replay
+    from tq_agents._record import RunRecord
+
+    class Blob(Message):
+        data: bytes
+
+    raw = bytes(range(256))  # not UTF-8
+    blob = Blob(data=raw)
+    assert Message.from_json(blob.to_json()) == blob
+    wf = Workflow("blob").add_node("f", lambda m: Blob(data=raw))
+    store = SQLiteRunStore(tmp_path / "runs.sqlite")
+    res = wf.run_sync("go", store=store)
+    assert res.status == "completed", res.reason
+    (out,) = RunRecord.load(store, res.run_id).turns["f:1"].outputs
+    assert isinstance(out, Blob) and out.data == raw
+    assert not asyncio.run(replay(res.run_id, wf, store)).diverged
