@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,11 @@ class ReplaySource:
         self.record = record
         self.divergence: Divergence | None = None
         self.compared: set[str] = set()
-        self._changed: asyncio.Future[None] | None = None
+        # turns running in the replay, by their recorded finish seq (a heap, ended ones dropped lazily), and the
+        # turns waiting in ``in_order`` for the ones before them
+        self._running: list[tuple[int, str]] = []
+        self._ended: set[str] = set()
+        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def _diverge(self, turn_id: str, what: str, expected: Any, actual: Any) -> None:
         from tq_agents._turn import _Stop
@@ -96,30 +101,43 @@ class ReplaySource:
             )
         self._diverge(turn.turn_id, "turn is not in the record", "no such turn", f"node {turn.node} ran")
 
+    def turn_started(self, turn_id: str) -> None:
+        """A turn of the replay started running."""
+        seq = self._finish_seq(turn_id)
+        if seq is not None:
+            heapq.heappush(self._running, (seq, turn_id))
+
     async def in_order(self, run: Run, turn: _Turn) -> None:
         """Wait until the turns that finished before ``turn`` in the record, and run now, have finished: with
         answers served at once, concurrent turns would otherwise finish in whatever order the replay runs them,
-        and an any-join would fire on another first message than it did."""
+        and an any-join would fire on another first message than it did. (A heap of the running turns' recorded
+        finish seqs: only the turn now first is woken, so a wide fan-out replays in n log n.)"""
         mine = self._finish_seq(turn.turn_id)
         if mine is None:
             return
         while True:
-            earlier = False
-            for t in run._running.values():
-                seq = self._finish_seq(t.turn_id) if t is not turn else None
-                if seq is not None and seq < mine:
-                    earlier = True
-                    break
-            if not earlier:
+            self._prune()
+            if not self._running or self._running[0][0] >= mine:
                 return
-            if self._changed is None or self._changed.done():
-                self._changed = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._changed)
+            waiter = self._waiting[turn.turn_id] = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiting.pop(turn.turn_id, None)
 
-    def turn_ended(self) -> None:
-        """A turn of the replay ended: turns waiting in ``in_order`` look again."""
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
+    def turn_ended(self, turn_id: str) -> None:
+        """A turn of the replay ended: the turn now first in the recorded order goes on, if it waits."""
+        self._ended.add(turn_id)
+        self._prune()
+        if self._running:
+            waiter = self._waiting.get(self._running[0][1])
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def _prune(self) -> None:
+        running, ended = self._running, self._ended
+        while running and running[0][1] in ended:
+            heapq.heappop(running)
 
     def _finish_seq(self, turn_id: str) -> int | None:
         rec = self.record.turns.get(turn_id)

@@ -186,6 +186,20 @@ class _Topology:
     reach: dict[str, set[str]]
 
 
+def _ancestors_without(g: nx.DiGraph, start: str, skip: str) -> set[str]:
+    """``start`` and its ancestors in ``g`` along paths that avoid ``skip`` (one search over the predecessors it
+    reaches; no subgraph view, whose lookups made a wide join's topology quadratic)."""
+    seen = {start}
+    stack = [start]
+    pred = g.pred
+    while stack:
+        for p in pred[stack.pop()]:
+            if p != skip and p not in seen:
+                seen.add(p)
+                stack.append(p)
+    return seen
+
+
 def _topology(wf: Workflow) -> dict[str, _Topology]:
     # cached on the workflow itself per graph version (a module-level cache keyed by id(wf) would hand a new
     # workflow the topology of a freed one that had the same id)
@@ -198,9 +212,8 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
         preds = list(g.predecessors(spec.name))
         reach: dict[str, set[str]] = {}
         if spec.join == "all" and len(preds) > 1:
-            rest = g.subgraph([n for n in g.nodes if n != spec.name])
             for p in preds:
-                reach[p] = {p} | nx.ancestors(rest, p)
+                reach[p] = _ancestors_without(g, p, spec.name)
         out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
         topo[spec.name] = _Topology(spec, preds, out, reach)
     wf._topology_cache = (wf._version, topo)

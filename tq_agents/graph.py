@@ -388,12 +388,16 @@ class Workflow:
         if not declared:
             out.append("no entry node: every node has a predecessor; call set_entry('name')")
         if entries:  # (with only unknown entries declared, reachability would just repeat that error)
+            # one search from all entries along edges and on_exhausted redirects (linear in the graph)
             reach: set[str] = set(entries)
-            for e in entries:
-                reach |= nx.descendants(g, e)
-            for spec in self.nodes():
-                if spec.on_exhausted in g and spec.name in reach:
-                    reach |= {spec.on_exhausted} | nx.descendants(g, spec.on_exhausted)
+            stack = list(reach)
+            while stack:
+                n = stack.pop()
+                redirect = g.nodes[n]["spec"].on_exhausted
+                for m in [*g.successors(n), *([redirect] if redirect in g else [])]:
+                    if m not in reach:
+                        reach.add(m)
+                        stack.append(m)
             for n in g.nodes:
                 if n not in reach:
                     out.append(f"node {n!r}: unreachable from the entry node(s) {', '.join(entries)}")
@@ -440,22 +444,30 @@ class Workflow:
     def _redirect_cycle_problems(self) -> list[str]:
         """``on_exhausted`` chains that come back to where they started: once every node on such a chain has
         used its visits, a message would be redirected round it for ever."""
-        out: list[str] = []
-        reported: set[str] = set()
-        for spec in self.nodes():
-            chain = [spec.name]
-            nxt = spec.on_exhausted
-            while nxt is not None and nxt in self.graph and nxt not in chain:
-                chain.append(nxt)
-                nxt = self.node(nxt).on_exhausted
-            if nxt == spec.name and spec.name not in reported:
-                reported.update(chain)
-                path = " → ".join([*chain, spec.name])
-                out.append(
-                    f"node {spec.name!r}: on_exhausted redirects in a circle ({path}); once all of them have used "
-                    "their visits a message would go round for ever: redirect to a node outside the circle"
-                )
-        return out
+        g = self.graph
+        order = {name: i for i, name in enumerate(g.nodes)}
+        done: set[str] = set()
+        circles: list[list[str]] = []
+        for start in g.nodes:  # each node redirects to at most one: follow each chain once (linear)
+            path: list[str] = []
+            at: dict[str, int] = {}
+            n: str | None = start
+            while n is not None and n in g and n not in done and n not in at:
+                at[n] = len(path)
+                path.append(n)
+                n = g.nodes[n]["spec"].on_exhausted
+            if n is not None and n in at:  # a circle not seen before, named from its first node added
+                circle = path[at[n] :]
+                first = min(circle, key=order.__getitem__)
+                i = circle.index(first)
+                circles.append(circle[i:] + circle[:i])
+            done.update(path)
+        circles.sort(key=lambda c: order[c[0]])
+        return [
+            f"node {c[0]!r}: on_exhausted redirects in a circle ({' → '.join([*c, c[0]])}); once all of them have "
+            "used their visits a message would go round for ever: redirect to a node outside the circle"
+            for c in circles
+        ]
 
     def _cycle_problems(self) -> list[str]:
         out: list[str] = []

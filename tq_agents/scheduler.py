@@ -358,10 +358,10 @@ class Run:
             return [inbox.popleft()[1]] if inbox else None
         present = {p for p, _ in inbox}
         if not force:
-            live = {n for n, st in self._nodes.items() if (st.busy or st.inbox) and n != node.spec.name}
-            for p in node.preds:
-                if p not in present and live & node.reach[p]:
-                    return None  # p may still send
+            nodes, me = self._nodes, node.spec.name
+            for p in node.preds:  # p may still send if a node it descends from is busy or has work queued
+                if p not in present and any(n != me and (nodes[n].busy or nodes[n].inbox) for n in node.reach[p]):
+                    return None
         taken: list[Message] = []
         for p in [*node.preds, *sorted(present - set(node.preds))]:
             for i, (q, m) in enumerate(inbox):
@@ -441,6 +441,8 @@ class Run:
     def _launch(self, node: _Node, turn: _Turn) -> None:
         node.busy = True
         self._running[turn.turn_id] = turn
+        if self.replay is not None:
+            self.replay.turn_started(turn.turn_id)
         if self._adopting is not None and self._adopted is None:
             # the task that just finished a turn runs this one next: no new task, same concurrency
             self._adopted = (node, turn)
@@ -669,7 +671,7 @@ class Run:
         node.busy = False
         self._running.pop(turn.turn_id, None)
         if self.replay is not None:
-            self.replay.turn_ended()
+            self.replay.turn_ended(turn.turn_id)
         if node.inbox:
             self._pending[node.spec.name] = None
         # adopt: called by the task that ran ``turn`` (``_run_turn``), so ``turn.task`` is the current task
@@ -750,8 +752,7 @@ class Run:
             elif isinstance(ev, NodeStarted):
                 node = self._nodes[ev.node]
                 ids = set(ev.inputs)
-                inputs = [m for _, m in node.inbox if m.id in ids]
-                node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+                inputs = _consume(node, ids)
                 node.visits = ev.visit
                 self.turns += 1
                 by_id = {m.id: m for m in inputs}
@@ -795,6 +796,21 @@ class Run:
             if node.inbox:
                 self._pending[name] = None
         return list(inflight.values())
+
+
+def _consume(node: _Node, ids: set[str]) -> list[Message]:
+    """Take the messages ``ids`` out of ``node``'s inbox (rebuilding a started turn from the log). They are
+    almost always at its front: popped from there, so a long inbox is not rebuilt for every turn."""
+    inbox = node.inbox
+    taken: list[Message] = []
+    while inbox and len(taken) < len(ids) and inbox[0][1].id in ids:
+        taken.append(inbox.popleft()[1])
+    if len(taken) < len(ids) and inbox:  # the rest are further back: one pass
+        rest = [m for _, m in inbox if m.id in ids]
+        if rest:
+            node.inbox = deque((p, m) for p, m in inbox if m.id not in ids)
+            taken.extend(rest)
+    return taken
 
 
 def _holds(edge: EdgeSpec, m: Message) -> bool:

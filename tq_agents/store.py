@@ -134,6 +134,10 @@ def _hint(e: BaseException, *, reading: bool = True) -> str:
 _NOT_A_STORE_HINT = "use another store path (tq: --store PATH or $TQ_STORE): this file is not one tq-agents wrote"
 
 
+_MAX_BATCH = 1024  # events buffered at most before an append commits them itself
+_MAX_BATCH_AGE_S = 0.05  # ... or once the oldest buffered event is this much older than the newest
+
+
 class RunStore(abc.ABC):
     """The run-store contract. Subclasses implement the ``_write``/``_read`` primitives; buffering, sequence
     numbers, group commit and durability callbacks live here.
@@ -233,7 +237,13 @@ class RunStore(abc.ABC):
                     raise RunNotFoundError(f"run {run_id!r} not found in the store", hint="create_run() it first")
                 seq = top + 1
             self._next_seq[run_id] = seq + 1
-            self._buffer.append((run_id, seq, ts, kind, data))
+            buffer = self._buffer
+            buffer.append((run_id, seq, ts, kind, data))
+            # turns that never await give the commit timer no chance to fire: commit from here once the batch is
+            # big or old (by the events' own times), so such a run is not held in one ever-growing buffer
+            if len(buffer) >= _MAX_BATCH or ts - buffer[0][2] > _MAX_BATCH_AGE_S:
+                self.flush()
+                return seq
             # a timer is armed unless one is pending in a loop still running (a closed loop's timer never fires);
             # no running-loop lookup per append (it costs a getpid() syscall on Python 3.11)
             loop = self._flush_loop

@@ -341,3 +341,32 @@ def test_public_methods_of_graph_and_messages_have_docstrings() -> None:
                 if inspect.isfunction(fn) and not (fn.__doc__ or "").strip():
                     missing.append(f"{name}.{mname}")
     assert missing == []
+
+
+def test_nodes_reached_only_through_chained_redirects_are_reachable() -> None:
+    # c is reached from a only through two on_exhausted redirects (a → b → c); c and b were added first
+    def f(m: Message) -> Message:
+        return m
+
+    wf = (
+        Workflow("redirects")
+        .add_node("c", f)
+        .add_node("b", f, max_visits=1, on_exhausted="c")
+        .add_node("a", f, max_visits=1, on_exhausted="b")
+        .set_entry("a")
+    )
+    assert wf.problems() == []
+
+
+def test_every_redirect_circle_is_reported_once_from_its_first_node() -> None:
+    def f(m: Message) -> Message:
+        return m
+
+    wf = Workflow("circles").add_node("start", f).set_entry("start")
+    for name, to in (("x", "y"), ("p", "q"), ("y", "z"), ("q", "p"), ("z", "x")):
+        wf.add_node(name, f, max_visits=1, on_exhausted=to)
+    for name in ("x", "p", "y", "q", "z"):
+        wf.add_edge("start", name)
+    circles = [p for p in wf.problems() if "redirects in a circle" in p]
+    assert [c.split(":")[0] for c in circles] == ["node 'x'", "node 'p'"]
+    assert "(x → y → z → x)" in circles[0] and "(p → q → p)" in circles[1]

@@ -398,3 +398,37 @@ def test_read_only_store_on_a_read_only_directory(tmp_path: Path) -> None:
     finally:
         d.chmod(0o755)
         path.chmod(0o644)
+
+
+def test_a_run_whose_turns_never_await_is_committed_as_it_goes(tmp_path: Path) -> None:
+    # sync function nodes never give the event loop a chance to fire the commit timer: the store commits from
+    # append once its batch is big (or old), so the log is durable part-way and the buffer stays bounded
+    from tq_agents import Message, TextMessage, Workflow
+
+    path = tmp_path / "runs.sqlite"
+    committed_midway: list[int] = []
+
+    def step(m: Message) -> Message:
+        n = int(m.text.split()[-1]) if m.text.startswith("n ") else 0  # type: ignore[attr-defined]
+        if n == 1500:
+            db = sqlite3.connect(path)
+            committed_midway.append(
+                db.execute("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM event_segments").fetchone()[0]
+            )
+            db.close()
+        return TextMessage(text=f"n {n + 1}")
+
+    wf = (
+        Workflow("loop")
+        .add_node("s", step, max_visits=2000)
+        .add_edge(
+            "s",
+            "s",
+            condition=lambda m: int(m.text.split()[-1]) < 2000,  # type: ignore[attr-defined]
+        )
+    ).set_entry("s")
+    store = SQLiteRunStore(path)
+    res = wf.run_sync("go", store=store)
+    assert res.status == "completed" and res.turns == 2000
+    assert committed_midway and committed_midway[0] >= 1024  # before: 0 (all 8,000 events held until the end)
+    assert len(store._buffer) == 0
