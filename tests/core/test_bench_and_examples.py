@@ -1,4 +1,4 @@
-"""The orchestration benchmark (--quick) and the core demo run, so neither can rot."""
+"""The orchestration and scale benchmarks (--quick) and the core demo run, so none of them can rot."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def test_orchestration_benchmark_quick(run_benchmark: Callable[..., str]) -> Non
     for label in ("tq-agents (SQLite store):", "tq-agents (memory store):", "AutoGen GraphFlow:"):
         assert any(line.startswith(label) and line.endswith("us/turn") for line in lines), out
     assert float(lines[-1].split(":")[1]) > 0
+
+
+@pytest.mark.timeout(120)
+def test_scale_benchmark_quick(run_benchmark: Callable[..., str]) -> None:
+    out = run_benchmark("scale", "--quick", timeout=110)
+    lines = out.strip().splitlines()
+    for case in ("resume-rebuild", "all-join", "replay-fan-out", "validate-redirects", "long-loop"):
+        assert any(line.startswith(case) and "growth exponent" in line for line in lines), out
+    assert re.fullmatch(r"worst growth exponent: -?\d+\.\d+", lines[-1]), out
 
 
 @pytest.mark.timeout(60)

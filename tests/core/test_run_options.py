@@ -122,3 +122,19 @@ def test_a_commit_in_a_worker_thread_wakes_the_event_stream_on_its_loop(tmp_path
     assert status == "completed" and kinds[-1] == "RunFinished"
     assert threads and threads[0] != threading.main_thread().name
     assert [e.kind for e in store.load_events(run_ids[0])].count("backend.tool_log") == 1
+
+
+def test_run_sync_does_not_format_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Python 3.11's asyncio.run formats its main task's repr (result included) as it ends: for a big run that
+    # was a repr of every message, which run_sync now avoids
+    from tq_agents.scheduler import RunResult
+
+    formatted: list[str] = []
+
+    def counting(self: RunResult) -> str:  # (asyncio formats through reprlib, which swallows errors: count)
+        formatted.append(self.run_id)
+        return "RunResult(...)"
+
+    monkeypatch.setattr(RunResult, "__repr__", counting)
+    assert _wf().run_sync("go", store=MemoryRunStore()).status == "completed"
+    assert formatted == []
