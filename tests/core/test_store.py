@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from tq_agents import MemoryRunStore, RunNotFoundError, RunStore, SQLiteRunStore
 from tq_agents.store import open_store
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    s: RunStore = SQLiteRunStore(tmp_path / "runs.sqlite") if request.param == "sqlite" else MemoryRunStore()
-    yield s
-    s.close()
 
 
 def test_is_a_real_abc() -> None:

@@ -9,22 +9,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tq_agents import MemoryRunStore, RunStore, SQLiteRunStore, StoreError
+from tq_agents import RunStore, SQLiteRunStore, StoreError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    s: RunStore = SQLiteRunStore(tmp_path / "runs.sqlite") if request.param == "sqlite" else MemoryRunStore()
-    yield s
-    s.close()
 
 
 def _raw(path: Path, sql: str) -> list[tuple[Any, ...]]:
