@@ -362,14 +362,15 @@ class Run:
             for p in node.preds:  # p may still send if a node it descends from is busy or has work queued
                 if p not in present and any(n != me and (nodes[n].busy or nodes[n].inbox) for n in node.reach[p]):
                     return None
-        taken: list[Message] = []
-        for p in [*node.preds, *sorted(present - set(node.preds))]:
-            for i, (q, m) in enumerate(inbox):
-                if q == p:
-                    taken.append(m)
-                    del inbox[i]
-                    break
-        return taken
+        first: dict[str, Message] = {}  # one pass: each sender's oldest message is taken, the rest stay queued
+        rest: deque[tuple[str, Message]] = deque()
+        for q, m in inbox:
+            if q in first:
+                rest.append((q, m))
+            else:
+                first[q] = m
+        node.inbox = rest
+        return [first[p] for p in node.preds if p in first] + [first[p] for p in sorted(present - set(node.preds))]
 
     def _schedule(self) -> None:
         progress = True
