@@ -184,6 +184,7 @@ class _Topology:
     preds: list[str]
     out_edges: list[EdgeSpec]
     reach: dict[str, set[str]]
+    feeds: frozenset[str]  # an any-join of several predecessors: the nodes that lead to it, itself included
 
 
 def _ancestors_without(g: nx.DiGraph, start: str, skip: str) -> set[str]:
@@ -215,7 +216,9 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
             for p in preds:
                 reach[p] = _ancestors_without(g, p, spec.name)
         out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
-        topo[spec.name] = _Topology(spec, preds, out, reach)
+        any_join = spec.join == "any" and len(preds) > 1
+        feeds = frozenset(nx.ancestors(g, spec.name) | {spec.name}) if any_join else frozenset()
+        topo[spec.name] = _Topology(spec, preds, out, reach, feeds)
     wf._topology_cache = (wf._version, topo)
     return topo
 
@@ -224,12 +227,13 @@ class _Node:
     __slots__ = (
         "any_join",
         "busy",
+        "feeds",
+        "fired",
         "history",
         "inbox",
         "out_edges",
         "preds",
         "reach",
-        "round",
         "sink",
         "spec",
         "visits",
@@ -244,8 +248,9 @@ class _Node:
         self.visits = 0
         self.busy = False
         self.inbox: deque[tuple[str, Message]] = deque()
-        # an any-join of several predecessors fires once per round; ``round`` counts its rounds so far
-        # (see Run._start_rounds)
+        # an any-join of several predecessors fires once per round: the forks it has fired for, and the nodes
+        # that lead to it (see Run._start_rounds)
         self.any_join = self.spec.join == "any" and len(self.preds) > 1
-        self.round = 0
+        self.fired: set[int] = set()
+        self.feeds = topo.feeds
         self.history: list[tuple[list[Message], Message]] = []

@@ -150,8 +150,11 @@ class Run:
         self.turns = 0
         self.messages: dict[str, Message] = {}
         self._nodes = {name: _Node(t) for name, t in _topology(workflow).items()}
-        # any-join rounds per message id (see ``_start_rounds``); None when the workflow has no any-join
+        # any-join rounds (see ``_start_rounds``; None without any-joins): per message id, per any-join, the fork
+        # its round comes from; the nodes that lead to each any-join; the forks numbered so far
         self._rounds: dict[str, dict[str, int]] | None = {} if any(n.any_join for n in self._nodes.values()) else None
+        self._feeds = {name: n.feeds for name, n in self._nodes.items() if n.any_join}
+        self._forks = 0
         self._input_id = ""
         self._pending: dict[str, None] = {}
         self._running: dict[str, _Turn] = {}
@@ -303,11 +306,10 @@ class Run:
     def _deliver(self, target: str, pred: str, msg: Message, *, live: bool) -> None:
         """Queue ``msg`` from ``pred`` for ``target``.
 
-        An any-join fires once per round: on the first message of the round, where a message's round is the
-        number of times the join had fired in its ancestry (see ``_start_rounds``). A message of a round the
-        join has already fired in is late, and dropped."""
+        An any-join fires once per round: on the first message of the round (see ``_start_rounds``). A message
+        of a round the join has already fired in is late, and dropped."""
         node = self._nodes[target]
-        if node.any_join and pred != _INPUT and self._round_of(msg, target) < node.round:
+        if node.any_join and pred != _INPUT and self._round_of(msg, target) in node.fired:
             if live:
                 self._emit(self._late(node, pred, msg))
             return
@@ -323,14 +325,21 @@ class Run:
             run_id=self.run_id,
             node=node.spec.name,
             messages=[msg.id],
-            reason=f"late arrival from {pred!r} at an any-join that already fired this round (round {node.round})",
+            reason=f"late arrival from {pred!r} at an any-join that already fired this round "
+            f"(round {self._round_of(msg, node.spec.name)})",
         )
 
     def _start_rounds(self, node: _Node, turn: _Turn, *, live: bool) -> None:
-        """Any-join rounds (workflows with an any-join only): ``turn`` descends from the latest round of each
-        any-join among its inputs' ancestries, and its outputs will too. When ``node`` is an any-join fired by a
-        predecessor's message (not the run input), a new round of it begins: messages of earlier rounds that
-        wait in its inbox are late, and dropped (as on arrival, see ``_deliver``)."""
+        """Any-join rounds (workflows with an any-join only). A round of an any-join J begins where work splits
+        towards J: at a turn that routes to two or more nodes that lead to J (a fork; the run's start is fork 0),
+        and at each firing of J itself (for what comes back round a loop). Every message carries, per J, the
+        latest fork in its ancestry; J fires once per fork: on the first message from it. So a slow branch of a
+        loop is late whichever round it lags into, a turn that returns several messages fires J once, and a
+        loop that does not pass through J gives J one round per iteration.
+
+        ``turn`` takes the latest fork per J over its inputs. When ``node`` is an any-join fired by a
+        predecessor's message (not the run input), that fork is marked fired, what waits in its inbox from it
+        is late and dropped (as on arrival, see ``_deliver``), and the turn's outputs start a new round of it."""
         rounds = self._rounds
         assert rounds is not None
         merged: dict[str, int] = {}
@@ -340,9 +349,10 @@ class Run:
                     merged[join] = r
         if node.any_join and turn.inputs and turn.inputs[0].id != self._input_id:
             name = node.spec.name
-            node.round += 1
-            merged[name] = node.round
-            late = [(p, m) for p, m in node.inbox if p != _INPUT and self._round_of(m, name) < node.round]
+            node.fired.add(merged.get(name, 0))
+            self._forks += 1
+            merged[name] = self._forks
+            late = [(p, m) for p, m in node.inbox if p != _INPUT and self._round_of(m, name) in node.fired]
             if late:
                 ids = {m.id for _, m in late}
                 node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
@@ -350,6 +360,21 @@ class Run:
                     for p, m in late:
                         self._emit(self._late(node, p, m))
         turn.rounds = merged
+
+    def _end_rounds(self, turn: _Turn, outputs: list[Message], targets: set[str]) -> None:
+        """``turn``'s outputs carry its rounds; a turn routing to two or more nodes that lead to an any-join is a
+        fork: a new round of that join (see ``_start_rounds``). Live and on rebuild alike, in log order."""
+        rounds = self._rounds
+        assert rounds is not None
+        mine = turn.rounds or {}
+        if len(targets) > 1:
+            for join, feeds in self._feeds.items():
+                if len(targets & feeds) > 1:
+                    self._forks += 1
+                    mine = {**mine, join: self._forks}
+        if mine:
+            for m in outputs:
+                rounds[m.id] = mine
 
     def _take(self, node: _Node, *, force: bool = False) -> list[Message] | None:
         """Inputs for the node's next turn (consumed from its inbox), or ``None`` if it is not ready."""
@@ -619,9 +644,6 @@ class Run:
             )
         if self.replay is not None:
             self.replay.check_outputs(turn, final)
-        if self._rounds is not None and turn.rounds:
-            for m in final:
-                self._rounds[m.id] = turn.rounds
         routed: list[tuple[str, Message]] = []
         routing_error = ""
         try:
@@ -644,6 +666,8 @@ class Run:
                     routed.append((edge.target, m))
         except _Stop as s:  # the turn fails with the reason, logged in its NodeFinished; nothing is routed
             status, reason, routing_error, routed = "failed", s.reason, s.reason, []
+        if self._rounds is not None:
+            self._end_rounds(turn, final, {t for t, _ in routed})
         self._log(
             NodeFinished,
             {
@@ -781,9 +805,8 @@ class Run:
                         self._last_sink_output = m
                 if ev.status == "completed" and outs:
                     node.history.append((turn.inputs, outs[0]))
-                if self._rounds is not None and turn.rounds:
-                    for m in outs:
-                        self._rounds[m.id] = turn.rounds
+                if self._rounds is not None:
+                    self._end_rounds(turn, outs, {t for t, _ in ev.routed})
                 for target, mid in ev.routed:
                     self._deliver(target, ev.node, self.messages[mid], live=False)
             elif isinstance(ev, InputDropped) and ev.reason.startswith(_VISIT_BOUND):

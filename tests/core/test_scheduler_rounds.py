@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tq_agents import Message, SQLiteRunStore, TextMessage, Workflow
+from tq_agents import MemoryRunStore, Message, SQLiteRunStore, TextMessage, Workflow
 from tq_agents.scheduler import resume
 from tq_agents.store import StoredEvent
 
@@ -186,3 +186,74 @@ def test_a_message_a_function_returns_is_not_changed_by_the_run(tmp_path: Path) 
     assert CONSTANT.source is None and CONSTANT.run_id is None
     assert first.output is not None and first.output.run_id == first.run_id and first.output.source == "F"
     assert second.output is not None and second.output.run_id == second.run_id
+
+
+def test_a_loop_that_does_not_pass_through_the_any_join_gives_it_a_round_per_iteration() -> None:
+    # S loops on itself three times and forks to F (fast) and G (slow) each time: each S turn starts a round of J
+    fired: list[str] = []
+    count = [0]
+
+    def s(m: Message) -> Message:
+        count[0] += 1
+        return TextMessage(text=f"s{count[0]}")
+
+    async def f(m: Message) -> Message:
+        await asyncio.sleep(0.01)
+        return TextMessage(text="F:" + m.text)  # type: ignore[attr-defined]
+
+    async def g(m: Message) -> Message:
+        await asyncio.sleep(0.05)
+        return TextMessage(text="G:" + m.text)  # type: ignore[attr-defined]
+
+    def j(m: Message) -> Message:
+        fired.append(m.text)  # type: ignore[attr-defined]
+        return TextMessage(text="j")
+
+    wf = (
+        Workflow("side-loop")
+        .add_node("S", s, max_visits=3)
+        .add_node("F", f)
+        .add_node("G", g)
+        .add_node("J", j, join="any")
+        .add_edge("S", "F")
+        .add_edge("S", "G")
+        .add_edge("F", "J")
+        .add_edge("G", "J")
+        .add_edge("S", "S", condition=lambda m: int(m.text[1:]) < 3)  # type: ignore[attr-defined]
+        .set_entry("S")
+    )
+    res = wf.run_sync("go", store=MemoryRunStore())
+    assert res.status == "completed" and fired == ["F:s1", "F:s2", "F:s3"]
+
+
+def test_a_loop_through_the_any_join_alone_fires_it_each_time_round() -> None:
+    # E forks to F and G (slow); K fires on F, drops G; then K -> F -> K loops twice more with no fork in between
+    fired: list[str] = []
+
+    async def f(m: Message) -> Message:
+        await asyncio.sleep(0.01)
+        return TextMessage(text="F")
+
+    async def g(m: Message) -> Message:
+        await asyncio.sleep(0.2)
+        return TextMessage(text="G")
+
+    def k(m: Message) -> Message:
+        fired.append(m.text)  # type: ignore[attr-defined]
+        return TextMessage(text=f"k{len(fired)}")
+
+    wf = (
+        Workflow("k-loop")
+        .add_node("E", lambda m: TextMessage(text="e"))
+        .add_node("F", f, max_visits=3, join="any")
+        .add_node("G", g)
+        .add_node("K", k, join="any")
+        .add_edge("E", "F")
+        .add_edge("E", "G")
+        .add_edge("F", "K")
+        .add_edge("G", "K")
+        .add_edge("K", "F", condition=lambda m: int(m.text[1:]) < 3)  # type: ignore[attr-defined]
+        .set_entry("E")
+    )
+    res = wf.run_sync("go", store=MemoryRunStore())
+    assert res.status == "completed" and fired == ["F", "F", "F"]
