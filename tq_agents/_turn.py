@@ -185,6 +185,7 @@ class _Topology:
     out_edges: list[EdgeSpec]
     reach: dict[str, set[str]]
     feeds: frozenset[str]  # an any-join of several predecessors: the nodes that lead to it, itself included
+    forks_for: frozenset[str]  # the any-joins towards which this node's edges split outside its own loop
 
 
 def _ancestors_without(g: nx.DiGraph, start: str, skip: str) -> set[str]:
@@ -208,17 +209,25 @@ def _topology(wf: Workflow) -> dict[str, _Topology]:
     if cached is not None and cached[0] == wf._version:
         return cached[1]
     g = wf.graph
+    feeds = {  # per any-join of several predecessors: the nodes that lead to it, itself included
+        s.name: frozenset(nx.ancestors(g, s.name) | {s.name})
+        for s in wf.nodes()
+        if s.join == "any" and g.in_degree(s.name) > 1
+    }
+    loop_of = {n: i for i, c in enumerate(nx.strongly_connected_components(g)) for n in c} if feeds else {}
     topo = {}
     for spec in wf.nodes():
-        preds = list(g.predecessors(spec.name))
+        name = spec.name
+        preds = list(g.predecessors(name))
         reach: dict[str, set[str]] = {}
         if spec.join == "all" and len(preds) > 1:
             for p in preds:
-                reach[p] = _ancestors_without(g, p, spec.name)
-        out = [g.edges[spec.name, t]["spec"] for t in g.successors(spec.name)]
-        any_join = spec.join == "any" and len(preds) > 1
-        feeds = frozenset(nx.ancestors(g, spec.name) | {spec.name}) if any_join else frozenset()
-        topo[spec.name] = _Topology(spec, preds, out, reach, feeds)
+                reach[p] = _ancestors_without(g, p, name)
+        out = [g.edges[name, t]["spec"] for t in g.successors(name)]
+        # the any-joins this node's edges split towards, outside its own loop (see Run._end_rounds)
+        away = {t for t in g.successors(name) if loop_of.get(t) != loop_of.get(name)}
+        forks_for = frozenset(j for j, f in feeds.items() if len(away & f) > 1)
+        topo[name] = _Topology(spec, preds, out, reach, feeds.get(name, frozenset()), forks_for)
     wf._topology_cache = (wf._version, topo)
     return topo
 
@@ -229,6 +238,7 @@ class _Node:
         "busy",
         "feeds",
         "fired",
+        "forks_for",
         "history",
         "inbox",
         "out_edges",
@@ -253,4 +263,5 @@ class _Node:
         self.any_join = self.spec.join == "any" and len(self.preds) > 1
         self.fired: set[int] = set()
         self.feeds = topo.feeds
+        self.forks_for = topo.forks_for
         self.history: list[tuple[list[Message], Message]] = []

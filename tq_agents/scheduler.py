@@ -347,29 +347,40 @@ class Run:
             for join, r in (rounds.get(m.id) or {}).items():
                 if r > merged.get(join, 0):
                     merged[join] = r
-        if node.any_join and turn.inputs and turn.inputs[0].id != self._input_id:
+        if node.any_join and turn.inputs:
             name = node.spec.name
-            node.fired.add(merged.get(name, 0))
-            self._forks += 1
+            if turn.inputs[0].id != self._input_id:  # (the run input starts no round of its own)
+                self._fired(node, merged.get(name, 0), live=live)
+            self._forks += 1  # what this firing sends on, and what comes back round a loop, is a new round
             merged[name] = self._forks
-            late = [(p, m) for p, m in node.inbox if p != _INPUT and self._round_of(m, name) in node.fired]
-            if late:
-                ids = {m.id for _, m in late}
-                node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
-                if live:
-                    for p, m in late:
-                        self._emit(self._late(node, p, m))
         turn.rounds = merged
 
+    def _fired(self, node: _Node, round_: int, *, live: bool) -> None:
+        """Any-join ``node`` has had its turn of round ``round_`` (it fired, or its visits were used up): what
+        waits in its inbox from that round is late, and dropped."""
+        node.fired.add(round_)
+        name = node.spec.name
+        late = [(p, m) for p, m in node.inbox if p != _INPUT and self._round_of(m, name) in node.fired]
+        if late:
+            ids = {m.id for _, m in late}
+            node.inbox = deque((p, m) for p, m in node.inbox if m.id not in ids)
+            if live:
+                for p, m in late:
+                    self._emit(self._late(node, p, m))
+
     def _end_rounds(self, turn: _Turn, outputs: list[Message], targets: set[str]) -> None:
-        """``turn``'s outputs carry its rounds; a turn routing to two or more nodes that lead to an any-join is a
-        fork: a new round of that join (see ``_start_rounds``). Live and on rebuild alike, in log order."""
+        """``turn``'s outputs carry its rounds. A fork starts a new round of an any-join: a turn routing to two or
+        more nodes that lead to it, or any turn (routing towards it) of a node whose edges split towards it
+        outside the node's own loop, e.g. a loop S → S that sends to A and B, also on an iteration where a
+        condition sends to A only (see ``_start_rounds``). Live and on rebuild alike, in log order."""
         rounds = self._rounds
         assert rounds is not None
         mine = turn.rounds or {}
-        if len(targets) > 1:
+        if targets:
+            forks_for = self._nodes[turn.node].forks_for
             for join, feeds in self._feeds.items():
-                if len(targets & feeds) > 1:
+                leads = len(targets & feeds)
+                if leads > 1 or (leads and join in forks_for):
                     self._forks += 1
                     mine = {**mine, join: self._forks}
         if mine:
@@ -447,6 +458,8 @@ class Run:
             if spec.on_exhausted is not None:
                 for m in inputs:
                     self._deliver(spec.on_exhausted, spec.name, m, live=True)
+            if node.any_join and inputs and inputs[0].id != self._input_id:  # its round had its one go
+                self._fired(node, self._round_of(inputs[0], spec.name), live=True)
             return
         node.visits += 1
         self.turns += 1
@@ -816,6 +829,8 @@ class Run:
                 if ev.redirected_to is not None:
                     for mid in ev.messages:
                         self._deliver(ev.redirected_to, ev.node, self.messages[mid], live=False)
+                if node.any_join and ev.messages and ev.messages[0] != self._input_id:
+                    self._fired(node, self._round_of(self.messages[ev.messages[0]], ev.node), live=False)
         for name, node in self._nodes.items():
             if node.inbox:
                 self._pending[name] = None

@@ -257,3 +257,91 @@ def test_a_loop_through_the_any_join_alone_fires_it_each_time_round() -> None:
     )
     res = wf.run_sync("go", store=MemoryRunStore())
     assert res.status == "completed" and fired == ["F", "F", "F"]
+
+
+def _fn(name: str, delay: float, log: list[tuple[str, str]]) -> object:
+    async def node(m: Message) -> Message:
+        await asyncio.sleep(delay)
+        log.append((name, m.text))  # type: ignore[attr-defined]
+        return TextMessage(text=f"{name}({m.text})")  # type: ignore[attr-defined]
+
+    return node
+
+
+def test_a_side_loop_iteration_that_sends_to_one_branch_only_still_starts_a_round() -> None:
+    # S loops three times; only its first output goes to B (a condition): the third iteration routes to A alone,
+    # and S's edges split towards J outside its loop, so it is still a new round of J
+    log: list[tuple[str, str]] = []
+    count = [0]
+
+    def s(m: Message) -> Message:
+        count[0] += 1
+        return TextMessage(text=f"s{count[0]}")
+
+    wf = (
+        Workflow("side")
+        .add_node("S", s, max_visits=3)
+        .add_node("A", _fn("A", 0.01, log))
+        .add_node("B", _fn("B", 0.05, log))
+        .add_node("J", _fn("J", 0.0, log), join="any")
+        .add_edge("S", "S", condition=lambda m: int(m.text[1:]) < 3)  # type: ignore[attr-defined]
+        .add_edge("S", "A")
+        .add_edge("S", "B", condition=lambda m: m.text == "s1")  # type: ignore[attr-defined]
+        .add_edge("A", "J")
+        .add_edge("B", "J")
+        .set_entry("S")
+    )
+    assert wf.run_sync("go", store=MemoryRunStore()).status == "completed"
+    assert [t for n, t in log if n == "J"] == ["A(s1)", "A(s2)", "A(s3)"]
+
+
+def test_an_entry_any_join_feeds_back_from_its_input_turn_too() -> None:
+    # J is an entry (fires on the input) and loops J -> A -> J once; S -> B -> J runs alongside: J fires on the
+    # input, on B's message (the first of round 0) and on what comes back from its own input turn
+    log: list[tuple[str, str]] = []
+    wf = (
+        Workflow("entry-any")
+        .add_node("J", _fn("J", 0.0, log), join="any", max_visits=5)
+        .add_node("A", _fn("A", 0.2, log))
+        .add_node("S", _fn("S", 0.0, log))
+        .add_node("B", _fn("B", 0.01, log))
+        .add_edge("J", "A", condition=lambda m: m.text == "J(go)")  # type: ignore[attr-defined]
+        .add_edge("A", "J")
+        .add_edge("S", "B")
+        .add_edge("B", "J")
+        .set_entry("J", "S")
+    )
+    assert wf.run_sync("go", store=MemoryRunStore()).status == "completed"
+    assert sorted(t for n, t in log if n == "J") == ["A(J(go))", "B(S(go))", "go"]
+
+
+def test_an_exhausted_any_join_redirects_one_message_per_round(tmp_path: Path) -> None:
+    log: list[tuple[str, str]] = []
+    count = [0]
+
+    def s(m: Message) -> Message:
+        count[0] += 1
+        return TextMessage(text=f"s{count[0]}")
+
+    def build() -> Workflow:
+        return (
+            Workflow("exhausted")
+            .add_node("S", s, max_visits=3)
+            .add_node("A", _fn("A", 0.01, log))
+            .add_node("B", _fn("B", 0.05, log))
+            .add_node("J", _fn("J", 0.0, log), join="any", max_visits=1, on_exhausted="X")
+            .add_node("X", _fn("X", 0.0, log))
+            .add_edge("S", "S", condition=lambda m: int(m.text[1:]) < 2)  # type: ignore[attr-defined]
+            .add_edge("S", "A")
+            .add_edge("S", "B")
+            .add_edge("A", "J")
+            .add_edge("B", "J")
+            .set_entry("S")
+        )
+
+    store = SQLiteRunStore(tmp_path / "runs.sqlite")
+    res = build().run_sync("go", store=store)
+    assert res.status == "completed"
+    assert [t for n, t in log if n == "J"] == ["A(s1)"] and [t for n, t in log if n == "X"] == ["A(s2)"]
+    dropped = [e.payload for e in store.load_events(res.run_id) if e.kind == "InputDropped"]
+    assert len([d for d in dropped if "late" in d["reason"]]) == 2  # B(s1) and B(s2)
