@@ -38,7 +38,17 @@ from tq_agents.errors import (
     UserError,
 )
 from tq_agents.messages import Message, TextMessage, UserInput
-from tq_agents.models.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ToolCall, ToolChoice, Usage
+from tq_agents.models.base import (
+    ChatMessage,
+    ChatModel,
+    ChatRequest,
+    ChatResponse,
+    ToolCall,
+    ToolChoice,
+    Usage,
+    check_chat_model,
+    not_a_chat_model,
+)
 
 __all__ = ["Agent", "RetryPolicy", "TurnContext", "TurnResult", "TurnStatus"]
 
@@ -176,13 +186,6 @@ def _unique_call_ids(response: ChatResponse) -> ChatResponse:
     return response.model_copy(update={"message": response.message.model_copy(update={"tool_calls": fixed})})
 
 
-_MODEL_HINT = (
-    "build a model object, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local (in process), "
-    "OpenAICompatible(base_url, 'model-name') from tq_agents.models.openai_compat (a server), or "
-    "tq_agents.testing.ScriptedModel for tests"
-)
-
-
 def _check_agent_options(
     name: Any,
     *,
@@ -204,12 +207,7 @@ def _check_agent_options(
     who = f"agent {name!r}"
     if not isinstance(instructions, str):
         raise ConfigError(f"{who}: instructions must be a str, got {_got(instructions)}", hint="use '' for none")
-    if model is not None and not callable(getattr(model, "complete", None)):
-        raise ConfigError(
-            f"{who}: model must be a ChatModel (an object with an async complete(request) method) or None, "
-            f"got {_got(model)}",
-            hint=f"a model name is not a model: {_MODEL_HINT}" if isinstance(model, str) else _MODEL_HINT,
-        )
+    check_chat_model(model, who)
     if not _is_int(max_tool_iterations, 0):
         raise ConfigError(
             f"{who}: max_tool_iterations must be an int >= 0, got {_got(max_tool_iterations)}",
@@ -443,12 +441,8 @@ class Agent:
                 f"agent {self.name!r} has no model",
                 hint="pass model=... to the Agent, or to the Workflow / run() so every agent without one uses it",
             )
-        if model is not self.model and not callable(getattr(model, "complete", None)):
-            raise ConfigError(
-                f"agent {self.name!r}: model must be a ChatModel (an object with an async complete(request) method), "
-                f"got {_got(model)}",
-                hint=f"a model name is not a model: {_MODEL_HINT}" if isinstance(model, str) else _MODEL_HINT,
-            )
+        if model is not self.model and not callable(getattr(model, "complete", None)):  # (cheap on the hot path)
+            raise not_a_chat_model(model, f"agent {self.name!r}")
         messages = self.build_messages(inputs, history)
         result = TurnResult("failed", None, "", _NO_USAGE, 0, 0, messages)
         tool_rounds = 0

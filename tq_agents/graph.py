@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 import networkx as nx
 
 from tq_agents.agent import Agent
-from tq_agents.errors import ConfigError, UserError, WorkflowValidationError
+from tq_agents.errors import UserError, WorkflowValidationError
 from tq_agents.messages import Message, TextMessage
+from tq_agents.models.base import check_chat_model
 
 if TYPE_CHECKING:
     from tq_agents.models.base import ChatModel
@@ -133,19 +134,6 @@ def _type_label(t: Any) -> str:
     return getattr(t, "__name__", None) or repr(t)
 
 
-def _check_model(model: Any, where: str) -> None:  # (run()/start() options are checked in tq_agents.scheduler)
-    """Raise ``ConfigError`` unless ``model`` is ``None`` or looks like a ``ChatModel`` (a callable ``complete``)."""
-    if model is None or callable(getattr(model, "complete", None)):
-        return
-    raise ConfigError(
-        f"{where}: model must be a ChatModel (an object with an async complete(request) method), "
-        f"got {type(model).__name__} {model!r:.60}",
-        hint="build one, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local or "
-        "OpenAICompatible('http://127.0.0.1:8000/v1', 'qwen2.5-7b') from tq_agents.models.openai_compat "
-        "(ScriptedModel from tq_agents.testing in tests)",
-    )
-
-
 @dataclass(slots=True)
 class NodeSpec:
     """One node: an ``Agent`` or a function, with its join rule and visit bound."""
@@ -197,7 +185,7 @@ class Workflow:
     """
 
     def __init__(self, name: str = "workflow", *, model: ChatModel | None = None, description: str = "") -> None:
-        _check_model(model, f"Workflow({name!r})")
+        check_chat_model(model, f"Workflow({name!r})")
         self.name = name
         self.model = model
         self.description = description

@@ -47,7 +47,7 @@ from tq_agents.events import (
     ToolCallFinished,
 )
 from tq_agents.messages import Message, TextMessage, UserInput, _Ids, _new_id
-from tq_agents.models.base import ChatModel, Usage
+from tq_agents.models.base import ChatModel, Usage, check_chat_model
 from tq_agents.store import RunStore, _dumps, open_store
 
 if TYPE_CHECKING:
@@ -969,13 +969,7 @@ def _check_run_options(
             f"retry must be a RetryPolicy or None, got {retry!r} ({type(retry).__name__})",
             hint="e.g. retry=RetryPolicy(attempts=5, initial_s=0.5, max_s=8.0)",
         )
-    if model is not None and not callable(getattr(model, "complete", None)):
-        raise ConfigError(
-            f"model must be a chat model (an object with an async complete(request) method), got {model!r} "
-            f"({type(model).__name__})",
-            hint="build one, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') (tq_agents.models.local) or "
-            "OpenAICompatible(...) (tq_agents.models.openai_compat); ScriptedModel (tq_agents.testing) in tests",
-        )
+    check_chat_model(model, f"{what}()")
     return loop
 
 

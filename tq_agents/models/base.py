@@ -13,9 +13,12 @@ Shapes follow OpenAI's chat API with two deliberate differences:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from tq_agents.errors import ConfigError
 
 __all__ = [
     "ChatMessage",
@@ -191,6 +194,31 @@ class ChatModel(Protocol):
         run, ``request.metadata`` holds the ``run_id`` and ``turn_id`` of the call.
         """
         ...
+
+
+_MODEL_HINT = (
+    "build a model object, e.g. LocalQwen('Qwen/Qwen2.5-1.5B-Instruct') from tq_agents.models.local (in process), "
+    "OpenAICompatible(base_url, 'model-name') from tq_agents.models.openai_compat (a server), or "
+    "tq_agents.testing.ScriptedModel for tests"
+)
+
+
+def not_a_chat_model(model: object, where: str) -> ConfigError:
+    """The ``ConfigError`` for a ``model`` option that is not a ``ChatModel`` (no callable ``complete``),
+    naming ``where`` it was given (``"agent 'a'"``, ``"Workflow('w')"``, ``"start_run()"``)."""
+    from tq_agents.errors import ConfigError
+
+    got = "None" if model is None else f"{model!r:.60} ({type(model).__name__})"
+    return ConfigError(
+        f"{where}: model must be a ChatModel (an object with an async complete(request) method), got {got}",
+        hint=f"a model name is not a model: {_MODEL_HINT}" if isinstance(model, str) else _MODEL_HINT,
+    )
+
+
+def check_chat_model(model: object, where: str) -> None:
+    """Raise ``not_a_chat_model`` unless ``model`` is ``None`` or has a callable ``complete``."""
+    if model is not None and not callable(getattr(model, "complete", None)):
+        raise not_a_chat_model(model, where)
 
 
 @runtime_checkable
