@@ -125,10 +125,9 @@ def _run_main(go: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
 def _strict_json(obj: Any) -> str:
     """One line of JSON any parser reads: a non-finite float (a message may hold one) as the string
     ``"Infinity"``, ``"-Infinity"`` or ``"NaN"``, as ``Event.to_json`` writes it."""
-    text = json.dumps(obj, ensure_ascii=False)
-    if "NaN" in text or "Infinity" in text:  # parse_constant sees only bare constants, never string contents
-        text = json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False)
-    return text
+    from tq_agents.events import strict_json
+
+    return strict_json(json.dumps(obj, ensure_ascii=False))
 
 
 def _message_json(msg: Message | None) -> dict[str, Any] | None:

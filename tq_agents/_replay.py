@@ -56,9 +56,6 @@ class _Diverged(Exception):
     pass
 
 
-_STOPPED = ("cancelled", "deadline", "max_turns", "max_tokens")  # the recorded run stopped early (resumable)
-
-
 class ReplaySource:
     """Serves recorded model answers and tool results; notes the first divergence; lets turns complete in the
     recorded order (``in_order``)."""
@@ -91,10 +88,10 @@ class ReplaySource:
     def _unrecorded(self, turn: _Turn) -> None:
         """``turn`` is not in the record: where the recorded run stopped early (a budget, a deadline, a cancel),
         a turn past its last one is where the replay stops too; otherwise the replay has diverged."""
-        from tq_agents._turn import _Stop
+        from tq_agents._turn import _ENDED, _Stop
 
         finished = self.record.finished
-        if finished is not None and finished.status in _STOPPED:
+        if finished is not None and finished.status not in _ENDED:  # stopped early (resumable)
             raise _Stop(
                 finished.status,
                 f"replay reached turn {turn.turn_id}, past the recorded run's last turn ({finished.status})",

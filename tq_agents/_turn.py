@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
+_ENDED = ("completed", "failed")  # final statuses; a run stopped with any other status can be resumed
 _CANCELLING = ("cancelled", "deadline", "failed")  # stops that cancel running turns (see Run._stop)
 
 

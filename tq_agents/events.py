@@ -70,6 +70,16 @@ def _json(fields: dict[str, Any]) -> bytes:
         return _to_json(fields)
 
 
+def strict_json(text: str, *, separators: tuple[str, str] | None = None) -> str:
+    """JSON ``text`` that any parser reads: the non-standard constants ``NaN``/``Infinity``/``-Infinity`` (a
+    non-finite float) become the strings ``"NaN"``/``"Infinity"``/``"-Infinity"``; other text is returned
+    as is. ``separators`` as in ``json.dumps`` for the rewritten text."""
+    if "NaN" not in text and "Infinity" not in text:  # (or just the word inside a string: then unchanged)
+        return text
+    # parse_constant gets only the bare constants, never string contents: each becomes its name
+    return json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False, separators=separators)
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {}
 
 
@@ -189,11 +199,7 @@ class Event:
         ``"-Infinity"`` or ``"NaN"``, so that any JSON parser reads the output. (The stored payload, see
         ``payload_json``, keeps them as the constants ``Infinity``/``NaN``, which load back as floats.)"""
         head = {"kind": self.kind, "run_id": self.run_id, "seq": self.seq, "ts": self.ts}
-        text = pydantic_core.to_json({**head, **self.payload()}).decode()
-        if "NaN" in text or "Infinity" in text:  # maybe a non-finite float (or just the word in a string)
-            # parse_constant gets only the bare constants, never string contents: each becomes its name
-            text = json.dumps(json.loads(text, parse_constant=str), ensure_ascii=False, separators=(",", ":"))
-        return text
+        return strict_json(pydantic_core.to_json({**head, **self.payload()}).decode(), separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of ``to_json`` (strict JSON values: a non-finite float as ``"Infinity"`` etc.)."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import PydanticSerializationError
 
 from tq_agents._record import RunRecord
-from tq_agents._turn import _Context, _Node, _Stop, _topology, _Turn
+from tq_agents._turn import _CANCELLING, _ENDED, _Context, _Node, _Stop, _topology, _Turn
 from tq_agents.agent import RetryPolicy
 from tq_agents.errors import ConfigError, RunError, UserError
 from tq_agents.events import (
@@ -59,7 +59,6 @@ __all__ = ["Run", "RunResult", "resume", "start_resume", "start_run"]
 _INPUT = "__input__"
 _DEFAULT_RETRY = RetryPolicy()  # frozen: one shared instance, not one per run
 _get_running_loop = asyncio._get_running_loop  # the running loop or None, without raising
-_ENDED = ("completed", "failed")  # final statuses; a run stopped with any other status can be resumed
 _NO_USAGE = Usage()
 _VISIT_BOUND = "visit bound reached"
 
@@ -726,7 +725,7 @@ class Run:
         if self._stop_status is not None or self._result is not None:
             return
         self._stop_status, self._stop_reason = status, reason
-        if status in ("cancelled", "deadline", "failed"):
+        if status in _CANCELLING:
             for t in list(self._running.values()):
                 if t.task is not None and t.task is not asyncio.current_task():
                     self._cancel(t.task)
