@@ -13,7 +13,6 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,18 +107,6 @@ def _open_store(path: Path, *, must_exist: bool, readonly: bool = False) -> RunS
             hint="pass the --store file `tq run` wrote (or set TQ_STORE), or a new path",
         )
     return SQLiteRunStore(path, readonly=readonly)
-
-
-def _run_main(go: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
-    """``asyncio.run(go())`` whose main task returns nothing: on Python 3.11 ``asyncio.run`` formats the main
-    task's repr, result included, when it ends (a whole ``RunResult`` with every message, for a big run)."""
-    out: list[RunResult] = []
-
-    async def main() -> None:
-        out.append(await go())
-
-    asyncio.run(main())
-    return out[0]
 
 
 def _strict_json(obj: Any) -> str:
@@ -360,6 +347,7 @@ def run_command(
 ) -> int:
     """``tq run``: build the model and workflow, run with the live view, print the summary; the exit code."""
     from tq_agents._cli_model import resolve_model
+    from tq_agents.scheduler import run_main
     from tq_agents.workflows import get
 
     get(name, file=file)  # an unknown workflow is reported as such, before a model is looked for
@@ -384,7 +372,7 @@ def run_command(
         return await _watch(run, view, console)
 
     try:
-        result = _run_main(go)
+        result = run_main(go)
     except KeyboardInterrupt:
         if started:  # the log holds every completed turn: the run can be finished later
             sys.stderr.write(
@@ -480,7 +468,7 @@ def resume_command(
     resolved like ``tq run --model`` (scripted, local checkpoint, hub id) otherwise.
     """
     from tq_agents._cli_model import DEFAULT_MODEL, resolve_model
-    from tq_agents.scheduler import start_resume
+    from tq_agents.scheduler import run_main, start_resume
 
     st = _open_store(store, must_exist=True)
     try:
@@ -514,7 +502,7 @@ def resume_command(
             return await _watch(run, view, console)
 
         try:
-            result = _run_main(go)
+            result = run_main(go)
         except KeyboardInterrupt:  # stopped again: resumable again
             again = f"tq resume {run_id}{_store_flag(store)}"
             sys.stderr.write(f"interrupted: run {run_id} can be finished with `{again}`\n")

@@ -598,10 +598,6 @@ class Workflow:
             pass  # no loop running: the normal case (run below, outside this handler, so errors carry no context)
         else:
             raise UserError("run_sync() was called inside a running event loop", hint="use `await workflow.run(...)`")
-        out: list[RunResult] = []
+        from tq_agents.scheduler import run_main
 
-        async def main() -> None:  # the task's own result stays None: on Python 3.11, asyncio.run formats the
-            out.append(await self.run(input, **options))  # main task's repr (result included) when it ends
-
-        asyncio.run(main())
-        return out[0]
+        return run_main(lambda: self.run(input, **options))

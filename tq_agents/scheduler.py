@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -849,6 +849,19 @@ def _consume(node: _Node, ids: set[str]) -> list[Message]:
             node.inbox = deque((p, m) for p, m in inbox if m.id not in ids)
             taken.extend(rest)
     return taken
+
+
+def run_main(go: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
+    """``asyncio.run(go())`` for sync callers (``run_sync``, the CLI), with a main task that returns nothing: on
+    Python 3.11 ``asyncio.run`` formats the main task's repr, result included, when it ends (for a big run a
+    whole ``RunResult`` with every message)."""
+    out: list[RunResult] = []
+
+    async def main() -> None:
+        out.append(await go())
+
+    asyncio.run(main())
+    return out[0]
 
 
 def _holds(edge: EdgeSpec, m: Message) -> bool:
